@@ -1,0 +1,67 @@
+# decline-rescue: every target sets up what it needs (virtualenvs, dependencies) itself.
+#   make demo    - the main job on the local stack, end to end, with a summary
+#   make test    - lint (ruff, sam validate --lint), the test suite, sam build
+#   make local   - the local stack in the foreground until Ctrl-C
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SDK_VENV := .venv-sdk
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv demo test lint pytest unit build validate local bench clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# The official Cybersource SDK lives in its own virtualenv: it replaces urllib3 in
+# whatever environment it is installed into (urllib3-future), which would break boto3.
+$(SDK_VENV)/.installed: tests/sdk/requirements.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m devstack.demo
+
+local: $(BIN)/.installed
+	$(BIN)/python -m devstack
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sam validate --lint
+
+# pytest's exit code 5 (no tests collected) is a failure here, never a pass.
+pytest: $(BIN)/.installed $(SDK_VENV)/.installed
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# sam build runs pip for the python3.13 runtime; pyenv users get 3.13 put on PATH.
+build: $(BIN)/.installed
+	@py313=$$(command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.|$$)' | tail -1); \
+	  if [ -n "$$py313" ]; then export PYENV_VERSION="$$(pyenv version-name):$$py313"; fi; \
+	  $(BIN)/sam build --parallel --cached
+
+validate: lint
+
+test: lint pytest build
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .aws-sam .local .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Provider emulators serving the documented endpoints over real HTTP on loopback."""

@@ -1,0 +1,369 @@
+"""The local stack: moto server, provider emulators, Lambda runtimes and the API gateway.
+
+``LocalStack`` starts each part as its own process (moto and the emulators as servers,
+one runtime process per function), provisions what template.yaml declares into moto,
+stores the provider credentials in the template's secrets, and serves the template's
+API routes on the gateway port. Every process's output is collected, line by line,
+into one log file (and echoed when asked), so a run can be searched afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+
+from devstack.emulators.base import ServerThread
+from devstack.emulators.cybersource import (
+    TESTREST_KEY_ID,
+    TESTREST_MERCHANT_ID,
+    TESTREST_SHARED_SECRET,
+)
+from devstack.gateway import Gateway
+from devstack.provision import FunctionSpec, Provisioner, Stack
+from devstack.runtime import INVOKE_PATH
+from devstack.template import ROOT
+
+DEFAULT_API_KEY = "local-api-key-decline-rescue-0001"
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port(env: str, default: int) -> int:
+    value = os.environ.get(env)
+    return int(value) if value else default
+
+
+@dataclass
+class CybersourceTarget:
+    """Where the stack's Cybersource calls go: the emulator, or a real endpoint."""
+
+    base_url: str | None = None
+    merchant_id: str = TESTREST_MERCHANT_ID
+    key_id: str = TESTREST_KEY_ID
+    shared_secret: str = TESTREST_SHARED_SECRET
+
+    @classmethod
+    def from_env(cls) -> CybersourceTarget:
+        names = ("CYBERSOURCE_BASE_URL", "CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SHARED_SECRET")
+        values = [os.environ.get(n, "").strip() for n in names]
+        if all(values):
+            return cls(*values)
+        if any(values):
+            missing = [n for n, v in zip(names, values, strict=True) if not v]
+            raise SystemExit(f"to use a real Cybersource endpoint set all four variables; missing: {', '.join(missing)}")
+        return cls()
+
+    @property
+    def emulated(self) -> bool:
+        return self.base_url is None
+
+
+@dataclass
+class StackConfig:
+    gateway_port: int = 3000
+    moto_port: int = 5000
+    cybersource_port: int = 8081
+    api_key: str = DEFAULT_API_KEY
+    stack_name: str = "decline-rescue-local"
+    log_file: Path = ROOT / ".local" / "stack.log"
+    echo_logs: bool = True
+    cybersource: CybersourceTarget = field(default_factory=CybersourceTarget)
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        return cls(
+            gateway_port=_port("GATEWAY_PORT", 3000),
+            moto_port=_port("MOTO_PORT", 5000),
+            cybersource_port=_port("CYBERSOURCE_EMULATOR_PORT", 8081),
+            api_key=os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY,
+            cybersource=CybersourceTarget.from_env(),
+        )
+
+    @classmethod
+    def ephemeral(cls, **overrides: Any) -> StackConfig:
+        """Free ports everywhere: for the demo and tests, which must not collide."""
+        config = cls(gateway_port=free_port(), moto_port=free_port(), cybersource_port=free_port())
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+
+class LogSink:
+    """Collects every process's output into one file, optionally echoing it."""
+
+    def __init__(self, path: Path, echo: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._echo = echo
+        self._lock = threading.Lock()
+
+    def write(self, source: str, line: str) -> None:
+        text = f"[{source}] {line.rstrip()}\n"
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
+            if self._echo:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+    def pump(self, source: str, stream) -> threading.Thread:
+        def run() -> None:
+            for raw in iter(stream.readline, b""):
+                self.write(source, raw.decode("utf-8", "replace"))
+            stream.close()
+
+        thread = threading.Thread(target=run, daemon=True, name=f"log-{source}")
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def _wait_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+class FunctionWorker:
+    """One local execution environment for a function (its own process and env)."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], logs: LogSink) -> None:
+        self.spec = spec
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        module_dir, _, _ = spec.handler.rpartition(".")
+        path = os.pathsep.join([spec.code_dir, *spec.layer_dirs, str(ROOT)])
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "devstack.runtime",
+                "--handler", spec.handler, "--name", spec.name,
+                "--memory", str(spec.memory), "--timeout", str(spec.timeout),
+                "--fd", str(listener.fileno()),
+            ],
+            env={**env, "PYTHONPATH": path},
+            cwd=spec.code_dir,
+            pass_fds=(listener.fileno(),),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        listener.close()
+        logs.pump(spec.logical_id, self.process.stdout)
+        self._client = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(spec.timeout + 5.0, connect=30.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self._lock = threading.Lock()
+
+    def wait_ready(self) -> None:
+        _wait_http(self.url + "/", timeout=60.0, process=self.process)
+
+    def invoke(self, event: dict[str, Any]) -> tuple[bool, Any]:
+        """(succeeded, result or error payload), like Lambda's RequestResponse invoke."""
+        with self._lock:
+            try:
+                response = self._client.post(INVOKE_PATH, json=event)
+            except httpx.HTTPError as exc:
+                return False, {"errorMessage": f"runtime unreachable: {exc}", "errorType": "RuntimeError"}
+        return "X-Amz-Function-Error" not in response.headers, response.json()
+
+    def stop(self) -> None:
+        self._client.close()
+        _terminate(self.process)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig.from_env()
+        self.logs = LogSink(self.config.log_file, self.config.echo_logs)
+        self.processes: list[subprocess.Popen] = []
+        self.workers: dict[str, FunctionWorker] = {}
+        self.gateway_server: ServerThread | None = None
+        self.stack: Stack | None = None
+
+    # -- URLs -----------------------------------------------------------------------
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.moto_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def cybersource_url(self) -> str:
+        target = self.config.cybersource
+        return target.base_url or f"http://127.0.0.1:{self.config.cybersource_port}"
+
+    def aws_client(self, service: str):
+        return boto3.client(
+            service, endpoint_url=self.moto_url, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            env={**_base_env(), "PYTHONPATH": str(ROOT / "layers" / "shared") + os.pathsep + str(ROOT),
+                 "PYTHONUNBUFFERED": "1", **(env or {})},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        self.logs.pump(name, process.stdout)
+        return process
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg = self.config
+        moto = self._spawn("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
+        emulator = None
+        if cfg.cybersource.emulated:
+            emulator = self._spawn(
+                "cybersource-emulator",
+                ["-m", "devstack.emulators.cybersource", "--port", str(cfg.cybersource_port),
+                 "--merchant-id", cfg.cybersource.merchant_id, "--key-id", cfg.cybersource.key_id,
+                 "--shared-secret", cfg.cybersource.shared_secret],
+            )
+        _wait_http(self.moto_url + "/moto-api/", process=moto)
+        if emulator is not None:
+            _wait_http(self.cybersource_url + "/__emulator/health", process=emulator)
+
+        parameters = {"Stage": "local", "CybersourceBaseUrl": self.cybersource_url, **cfg.parameters}
+        self.stack = Provisioner(self.moto_url, cfg.stack_name, parameters, REGION).provision()
+        self._store_secrets()
+
+        env = {
+            **_base_env(),
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        for logical_id, spec in self.stack.functions.items():
+            self.workers[logical_id] = FunctionWorker(
+                spec,
+                {
+                    **env,
+                    **spec.environment,
+                    "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+                    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                    "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+                },
+                self.logs,
+            )
+        for worker in self.workers.values():
+            worker.wait_ready()
+
+        gateway = Gateway(self.stack.routes, self.invoke, cfg.api_key, stage="local")
+        self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
+
+    def _store_secrets(self) -> None:
+        assert self.stack is not None
+        target = self.config.cybersource
+        arn = self.stack.physical_ids.get("CybersourceSecret")
+        if arn:
+            self.aws_client("secretsmanager").put_secret_value(
+                SecretId=arn,
+                SecretString=json.dumps(
+                    {"merchantId": target.merchant_id, "keyId": target.key_id, "sharedSecret": target.shared_secret}
+                ),
+            )
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> tuple[bool, Any]:
+        return self.workers[logical_id].invoke(event)
+
+    def stop(self) -> None:
+        if self.gateway_server is not None:
+            self.gateway_server.stop()
+            self.gateway_server = None
+        for worker in self.workers.values():
+            worker.stop()
+        self.workers.clear()
+        for process in self.processes:
+            _terminate(process)
+        self.processes.clear()
+        time.sleep(0.05)  # let the log pumps drain
+        self.logs.close()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        lines = [
+            f"  API gateway   {self.gateway_url}   (x-api-key: {self.config.api_key})",
+            f"  moto server   {self.moto_url}",
+            f"  Cybersource   {self.cybersource_url}" + ("   (emulator)" if self.config.cybersource.emulated else ""),
+            f"  logs          {self.config.log_file}",
+            "  routes:",
+        ]
+        assert self.stack is not None
+        for route in self.stack.routes:
+            key = " (x-api-key)" if route.api_key_required else ""
+            lines.append(f"    {route.method:6} {self.gateway_url}{route.path}{key} -> {route.function}")
+        return "\n".join(lines)

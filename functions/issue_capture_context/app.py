@@ -1,0 +1,31 @@
+"""POST /capture-contexts: a verified Cybersource Flex v2 capture context for the checkout."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from decline_rescue.api import json_body, json_response, make_resolver
+from decline_rescue.capture import issue_capture_context, parse_selection
+from decline_rescue.observability import logger, metrics, tracer
+
+app = make_resolver()
+
+
+@app.post("/capture-contexts")
+def create_capture_context():
+    context = issue_capture_context(parse_selection(json_body(app)))
+    return json_response(
+        201,
+        {
+            "captureContext": context.token,
+            "expiresAt": context.expires_at.isoformat().replace("+00:00", "Z"),
+            "keyId": context.key_id,
+            "requiredFields": list(context.required_fields),
+            "optionalFields": list(context.optional_fields),
+        },
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return app.resolve(event, context)

@@ -1,0 +1,64 @@
+"""API Gateway plumbing shared by the HTTP handlers: the one place errors become answers.
+
+Every ``DeclineRescueError`` maps to its own status and JSON body; anything unexpected is
+logged and answered as a generic 500 that leaks nothing (a bug, never a design path).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.observability import logger, metrics
+
+JSON = "application/json"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    app = APIGatewayRestResolver()
+
+    @app.exception_handler(DeclineRescueError)
+    def known_error(exc: DeclineRescueError) -> Response:
+        level = logger.warning if exc.status_code < 500 else logger.error
+        level(
+            "request refused",
+            extra={"error_code": exc.code, "status": exc.status_code, "reason": exc.reason},
+        )
+        return json_response(exc.status_code, exc.body())
+
+    @app.exception_handler(Exception)
+    def unexpected_error(exc: Exception) -> Response:
+        logger.exception("unexpected error")
+        metrics.add_metric(name="UnexpectedError", unit="Count", value=1)
+        return json_response(
+            500, {"error": {"code": "INTERNAL_ERROR", "message": "unexpected error; it has been logged"}}
+        )
+
+    @app.not_found
+    def not_found(exc: Exception) -> Response:
+        return json_response(404, {"error": {"code": "NOT_FOUND", "message": "no such route"}})
+
+    return app
+
+
+def json_body(app: APIGatewayRestResolver) -> Any:
+    """The request body as JSON, ``None`` when empty; 400 naming ``body`` when not JSON."""
+    raw = app.current_event.decoded_body
+    if raw is None or not str(raw).strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None

@@ -1,0 +1,101 @@
+"""Settings read from the function's environment (set from template parameters).
+
+Read once per execution environment and cached; ``reset()`` is for tests that change
+the environment between cases.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from decline_rescue.errors import ConfigurationError
+
+DEFAULT_CAPTURE_REQUIRED = ("paymentInformation.card.number",)
+DEFAULT_CAPTURE_OPTIONAL = (
+    "paymentInformation.card.securityCode",
+    "paymentInformation.card.expirationMonth",
+    "paymentInformation.card.expirationYear",
+    "paymentInformation.card.type",
+)
+
+
+def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None:
+        return default
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"setting {name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"setting {name} must not be negative")
+    return value
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"setting {name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class ProviderCallSettings:
+    """How hard to try one provider: per-attempt timeouts, attempts, total budget."""
+
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
+    budget_seconds: float
+    backoff_base: float
+
+
+@dataclass(frozen=True)
+class CybersourceSettings:
+    base_url: str
+    secret_id: str
+    calls: ProviderCallSettings
+    jwt_leeway_seconds: float
+    capture_required_fields: tuple[str, ...]
+    capture_optional_fields: tuple[str, ...]
+    secret_max_age_seconds: int
+
+
+def provider_calls(prefix: str) -> ProviderCallSettings:
+    return ProviderCallSettings(
+        connect_timeout=_number(f"{prefix}_CONNECT_TIMEOUT_SECONDS", 2.0),
+        read_timeout=_number(f"{prefix}_READ_TIMEOUT_SECONDS", 4.0),
+        max_attempts=max(1, int(_number(f"{prefix}_MAX_ATTEMPTS", 3))),
+        budget_seconds=_number(f"{prefix}_BUDGET_SECONDS", 8.0),
+        backoff_base=_number(f"{prefix}_BACKOFF_SECONDS", 0.2),
+    )
+
+
+@lru_cache(maxsize=1)
+def cybersource() -> CybersourceSettings:
+    return CybersourceSettings(
+        base_url=_required("CYBERSOURCE_BASE_URL").rstrip("/"),
+        secret_id=_required("CYBERSOURCE_SECRET_ID"),
+        calls=provider_calls("CYBERSOURCE"),
+        jwt_leeway_seconds=_number("CAPTURE_CONTEXT_LEEWAY_SECONDS", 30.0),
+        capture_required_fields=_csv(
+            os.environ.get("CAPTURE_REQUIRED_FIELDS"), DEFAULT_CAPTURE_REQUIRED
+        ),
+        capture_optional_fields=_csv(
+            os.environ.get("CAPTURE_OPTIONAL_FIELDS"), DEFAULT_CAPTURE_OPTIONAL
+        ),
+        secret_max_age_seconds=int(_number("SECRET_MAX_AGE_SECONDS", 300)),
+    )
+
+
+def reset() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    cybersource.cache_clear()
