@@ -10,6 +10,7 @@ into one log file (and echoed when asked), so a run can be searched afterwards.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -158,6 +159,18 @@ def _base_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
+class _SinkHandler(logging.Handler):
+    def __init__(self, sink: LogSink, source: str) -> None:
+        super().__init__()
+        self.sink, self.source = sink, source
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.write(self.source, record.getMessage())
+        except ValueError:  # the sink is closed: the stack is stopping
+            pass
+
+
 class FunctionWorker:
     """One local execution environment for a function (its own process and env)."""
 
@@ -264,6 +277,10 @@ class LocalStack:
         return process
 
     def start(self) -> LocalStack:
+        gateway_log = logging.getLogger("werkzeug")
+        gateway_log.handlers[:] = [_SinkHandler(self.logs, "gateway")]
+        gateway_log.setLevel(logging.INFO)
+        gateway_log.propagate = False
         try:
             self._start()
         except BaseException:

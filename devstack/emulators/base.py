@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -97,14 +98,17 @@ class Emulator:
 class ServerThread:
     """Serve a WSGI app on loopback in a daemon thread (tests, the local stack)."""
 
-    def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+    def __init__(
+        self, app: Callable, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.server.host}:{self.server.port}"
+        scheme = "https" if self.server.ssl_context is not None else "http"
+        return f"{scheme}://{self.server.host}:{self.server.port}"
 
     def start(self) -> ServerThread:
         self.thread.start()

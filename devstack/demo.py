@@ -1,0 +1,180 @@
+"""``make demo``: decline-rescue's main job on the local stack, as a person would see it.
+
+Starts the local stack (moto, the Cybersource emulator, the API gateway and a runtime
+per function), asks for capture contexts through the API, acts as the browser (encrypts
+test cards to the context's one-time key, POSTs them to the token endpoint, validates
+the transient tokens), checks that no card number reached any log, prints each step's
+result and time, stops the stack, and exits non-zero if any step failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from decline_rescue.carddata import find_pans
+from devstack import browser
+from devstack.stack import LocalStack, StackConfig
+from devstack.template import ROOT
+
+CARDS = {
+    "Visa": "4111111111111111",
+    "Mastercard": "5555555555554444",
+    "Amex": "372425119311008",
+}
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    ms: float
+
+
+class Demo:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.steps: list[Step] = []
+        self.http = httpx.Client(base_url=stack.gateway_url, timeout=30.0)
+        self.headers = {"x-api-key": stack.config.api_key}
+
+    def step(self, name: str, action: Callable[[], tuple[bool, str]]) -> bool:
+        started = time.perf_counter()
+        try:
+            ok, detail = action()
+        except Exception as exc:  # noqa: BLE001 - a failed step is reported, not raised
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        ms = (time.perf_counter() - started) * 1000
+        self.steps.append(Step(name, ok, detail, ms))
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<58} {ms:8.1f} ms  {detail}", flush=True)
+        return ok
+
+    # -- the steps ------------------------------------------------------------------
+
+    def capture_context(self, body: Any = None) -> httpx.Response:
+        return self.http.post("/capture-contexts", json=body, headers=self.headers)
+
+    def run(self) -> None:
+        contexts: dict[str, dict[str, Any]] = {}
+
+        def no_key() -> tuple[bool, str]:
+            response = self.http.post("/capture-contexts")
+            return response.status_code == 403, f"HTTP {response.status_code} {response.json().get('message')}"
+
+        def default_context() -> tuple[bool, str]:
+            response = self.capture_context()
+            body = response.json()
+            contexts["default"] = body
+            return response.status_code == 201, (
+                f"HTTP {response.status_code}, key {body.get('keyId', '')[:10]}..., "
+                f"expires {body.get('expiresAt')}, requires {body.get('requiredFields')}"
+            )
+
+        def custom_context() -> tuple[bool, str]:
+            fields = {
+                "paymentInformation": {"card": {"number": {}, "securityCode": {}, "expirationMonth": {},
+                                                "expirationYear": {}}},
+                "orderInformation": {"billTo": {"postalCode": {"required": False}}},
+            }
+            response = self.capture_context({"fields": fields})
+            body = response.json()
+            contexts["custom"] = body
+            return response.status_code == 201, (
+                f"HTTP {response.status_code}, {len(body.get('requiredFields', []))} required, "
+                f"{len(body.get('optionalFields', []))} optional"
+            )
+
+        def bad_field() -> tuple[bool, str]:
+            response = self.capture_context({"fields": {"paymentInformation": {"card": {"pin": {}}}}})
+            detail = response.json()["error"]["details"][0]
+            return response.status_code == 400 and detail["field"].endswith("card.pin"), (
+                f"HTTP {response.status_code} {detail['field']}: {detail['rule']}"
+            )
+
+        def tokenize(context: str, card: str, alg: str, framing: str, extra: dict[str, Any]) -> tuple[bool, str]:
+            capture_context = contexts[context]["captureContext"]
+            data = {"paymentInformation": {"card": {"number": CARDS[card], **extra}}}
+            jwe_token = browser.encrypt_card(capture_context, data, alg=alg, flat=framing == "json")
+            answer = browser.post_token(capture_context, jwe_token, framing=framing)
+            if answer.status != 201:
+                return False, f"HTTP {answer.status} {answer.error_reason()}"
+            claims = browser.verify_transient_token(capture_context, answer.body)
+            number = claims["content"]["paymentInformation"]["card"]["number"]
+            card_type = claims["content"]["paymentInformation"]["card"].get("type", {}).get("value")
+            ok = answer.digest_ok and number["maskedValue"].endswith(CARDS[card][-4:]) and len(claims["jti"]) == 64
+            return ok, f"token {claims['jti'][:8]}..., {number['maskedValue']} bin {number['bin']} type {card_type}"
+
+        def missing_required() -> tuple[bool, str]:
+            capture_context = contexts["custom"]["captureContext"]
+            data = {"paymentInformation": {"card": {"number": CARDS["Visa"]}}}
+            answer = browser.post_token(capture_context, browser.encrypt_card(capture_context, data))
+            return answer.status == 400, f"HTTP {answer.status} {answer.error_reason()} (no CVV/expiry sent)"
+
+        print("\ncapture contexts through the API gateway:")
+        self.step("no API key is refused", no_key)
+        self.step("capture context, default fields", default_context)
+        self.step("capture context, card + billing postal code", custom_context)
+        self.step("unknown field is refused, naming it", bad_field)
+        if "default" in contexts and "custom" in contexts:
+            print("\nthe browser: encrypt a test card, tokenize, validate the transient token:")
+            self.step("Visa, RSA-OAEP, application/jwt",
+                      lambda: tokenize("default", "Visa", "RSA-OAEP", "jwt", {"securityCode": "123"}))
+            self.step("Mastercard, RSA-OAEP-256, {\"keyId\": ...} framing",
+                      lambda: tokenize("default", "Mastercard", "RSA-OAEP-256", "json", {"expirationMonth": "12",
+                                                                                          "expirationYear": "2031"}))
+            self.step("Amex with CVV and expiry, card+billing context",
+                      lambda: tokenize("custom", "Amex", "RSA-OAEP", "jwt",
+                                       {"securityCode": "1234", "expirationMonth": "01", "expirationYear": "2030"}))
+            self.step("required fields missing are refused", missing_required)
+
+    def check_logs(self, log_file: Path) -> None:
+        print("\ncard data:")
+
+        def scan() -> tuple[bool, str]:
+            text = log_file.read_text(encoding="utf-8")
+            lines = text.count("\n")
+            leaked = sorted(set(find_pans(text)) & set(CARDS.values()))
+            return not leaked and lines > 0, (
+                f"{lines} log lines scanned, card numbers found: {len(leaked)}" if not leaked else f"LEAKED {leaked}"
+            )
+
+        self.step("no card number in any log line", scan)
+
+
+def main() -> int:
+    log_file = Path(os.environ.get("DEMO_LOG_FILE") or ROOT / ".local" / "demo.log")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("")
+    config = StackConfig.ephemeral(echo_logs=False, log_file=log_file)
+    print("decline-rescue demo: starting the local stack (moto, Cybersource emulator, gateway, functions) ...")
+    started = time.perf_counter()
+    stack = LocalStack(config)
+    try:
+        stack.start()
+        print(f"  up in {(time.perf_counter() - started):.1f} s\n{stack.describe()}")
+        demo = Demo(stack)
+        demo.run()
+    finally:
+        stack.stop()
+    demo.check_logs(log_file)
+    failed = [s for s in demo.steps if not s.ok]
+    total = sum(s.ms for s in demo.steps)
+    print(f"\nsummary: {len(demo.steps) - len(failed)}/{len(demo.steps)} steps passed in {total:.0f} ms; "
+          f"logs in {log_file}")
+    for step in failed:
+        print(f"  FAILED: {step.name}: {step.detail}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Shared fixtures: a moto server process, the provider emulators on loopback, the
+resources of template.yaml provisioned into moto, and the handlers loaded from
+``functions/`` with the environment the template gives them."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.emulators.base import ServerThread
+from devstack.emulators.cybersource import CybersourceEmulator
+from devstack.provision import Provisioner, Stack
+from devstack.runtime import LambdaContext
+from devstack.stack import _terminate, _wait_http, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+TEST_PAN = "4111111111111111"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A moto server in its own process (a real process boundary, like AWS)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url + "/moto-api/", process=process)
+        yield url
+    finally:
+        _terminate(process)
+
+
+@pytest.fixture(scope="session")
+def cybersource() -> Iterator[tuple[CybersourceEmulator, str]]:
+    """The Cybersource emulator over real HTTP on loopback."""
+    emulator = CybersourceEmulator()
+    server = ServerThread(emulator).start()
+    try:
+        yield emulator, server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cybersource_url(cybersource) -> Iterator[str]:
+    """The emulator's URL, with its fault queue emptied after each test."""
+    _, url = cybersource
+    yield url
+    httpx.delete(url + "/__emulator/faults")
+
+
+def queue_faults(base_url: str, endpoint: str, *faults: dict[str, Any]) -> None:
+    httpx.post(base_url + "/__emulator/faults", json={"endpoint": endpoint, "faults": list(faults)}).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def stack(moto_url: str, cybersource) -> Stack:
+    """template.yaml provisioned into moto, pointing at the emulator."""
+    _, url = cybersource
+    provisioned = Provisioner(moto_url, "test-stack", {"Stage": "test", "CybersourceBaseUrl": url}).provision()
+    return provisioned
+
+
+@pytest.fixture(scope="session")
+def cybersource_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
+    import boto3
+
+    from devstack.emulators.cybersource import TESTREST_KEY_ID, TESTREST_MERCHANT_ID, TESTREST_SHARED_SECRET
+
+    creds = {"merchantId": TESTREST_MERCHANT_ID, "keyId": TESTREST_KEY_ID, "sharedSecret": TESTREST_SHARED_SECRET}
+    client = boto3.client(
+        "secretsmanager", endpoint_url=moto_url, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    client.put_secret_value(SecretId=stack.physical_ids["CybersourceSecret"], SecretString=json.dumps(creds))
+    return creds
+
+
+def reset_module_state() -> None:
+    """Forget what a warm execution environment keeps: settings, clients, secret caches."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from decline_rescue import capture, settings
+
+    settings.reset()
+    capture.reset_client()
+    parameters.base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def function_env(monkeypatch, stack: Stack, moto_url: str, cybersource_credentials):
+    """Set a function's environment exactly as the template declares it (plus the
+    local AWS endpoint) and return a loader for its handler module."""
+
+    def use(logical_id: str, **overrides: str):
+        spec = stack.functions[logical_id]
+        env = {
+            **spec.environment,
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            # tests must not wait for real backoff pauses
+            "CYBERSOURCE_BACKOFF_SECONDS": "0.01",
+            **overrides,
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        reset_module_state()
+        return load_handler(spec.code_dir, logical_id), spec
+
+    yield use
+    reset_module_state()
+
+
+_loaded: dict[str, Any] = {}
+
+
+def load_handler(code_dir: str, logical_id: str):
+    """functions/<name>/app.py as its own module (every function's module is ``app``)."""
+    if logical_id not in _loaded:
+        spec = importlib.util.spec_from_file_location(f"handler_{logical_id}", os.path.join(code_dir, "app.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded[logical_id] = module
+    return _loaded[logical_id]
+
+
+def api_event(sample: str, body: Any = None, *, raw_body: str | None = None) -> dict[str, Any]:
+    """A sample API Gateway REST proxy event from events/, with the body replaced."""
+    event = copy.deepcopy(json.loads((EVENTS / sample).read_text()))
+    if raw_body is not None:
+        event["body"] = raw_body
+    elif body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def invoke(module, event: dict[str, Any], name: str = "test-function") -> dict[str, Any]:
+    return module.lambda_handler(event, LambdaContext(name, 512, 10))
