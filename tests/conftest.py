@@ -4,10 +4,18 @@ resources of template.yaml provisioned into moto, and the handlers loaded from
 
 from __future__ import annotations
 
+import os
+
+# Lambda sets a function's environment before it imports the handler; module-level
+# Powertools objects (logger, metrics) read it then. Tests import the shared package at
+# collection, so the template's Globals are set here first (test_template checks them).
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "decline-rescue")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DeclineRescue")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
 import copy
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator

@@ -87,4 +87,8 @@ def redact(value: Any) -> Any:
         return out
     if isinstance(value, (list, tuple)):
         return [redact(item) for item in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # anything else (an exception object in a stack trace, a datetime, ...) is logged
+    # through str(): redact that text rather than trust the object
+    return _redact_text(str(value))
