@@ -26,9 +26,7 @@ def context_claims(capture_context: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def encrypt_card(
-    capture_context: str, data: dict[str, Any], *, alg: str = "RSA-OAEP", flat: bool = False
-) -> str:
+def encrypt_card(capture_context: str, data: dict[str, Any], *, alg: str = "RSA-OAEP", flat: bool = False) -> str:
     """The compact JWE a Flex client sends to the token endpoint."""
     jwk = context_claims(capture_context)["flx"]["jwk"]
     key = RSAKey.import_key({k: jwk[k] for k in ("kty", "n", "e")})

@@ -82,8 +82,9 @@ class Demo:
 
         def custom_context() -> tuple[bool, str]:
             fields = {
-                "paymentInformation": {"card": {"number": {}, "securityCode": {}, "expirationMonth": {},
-                                                "expirationYear": {}}},
+                "paymentInformation": {
+                    "card": {"number": {}, "securityCode": {}, "expirationMonth": {}, "expirationYear": {}}
+                },
                 "orderInformation": {"billTo": {"postalCode": {"required": False}}},
             }
             response = self.capture_context({"fields": fields})
@@ -127,14 +128,26 @@ class Demo:
         self.step("unknown field is refused, naming it", bad_field)
         if "default" in contexts and "custom" in contexts:
             print("\nthe browser: encrypt a test card, tokenize, validate the transient token:")
-            self.step("Visa, RSA-OAEP, application/jwt",
-                      lambda: tokenize("default", "Visa", "RSA-OAEP", "jwt", {"securityCode": "123"}))
-            self.step("Mastercard, RSA-OAEP-256, {\"keyId\": ...} framing",
-                      lambda: tokenize("default", "Mastercard", "RSA-OAEP-256", "json", {"expirationMonth": "12",
-                                                                                          "expirationYear": "2031"}))
-            self.step("Amex with CVV and expiry, card+billing context",
-                      lambda: tokenize("custom", "Amex", "RSA-OAEP", "jwt",
-                                       {"securityCode": "1234", "expirationMonth": "01", "expirationYear": "2030"}))
+            self.step(
+                "Visa, RSA-OAEP, application/jwt",
+                lambda: tokenize("default", "Visa", "RSA-OAEP", "jwt", {"securityCode": "123"}),
+            )
+            self.step(
+                'Mastercard, RSA-OAEP-256, {"keyId": ...} framing',
+                lambda: tokenize(
+                    "default", "Mastercard", "RSA-OAEP-256", "json", {"expirationMonth": "12", "expirationYear": "2031"}
+                ),
+            )
+            self.step(
+                "Amex with CVV and expiry, card+billing context",
+                lambda: tokenize(
+                    "custom",
+                    "Amex",
+                    "RSA-OAEP",
+                    "jwt",
+                    {"securityCode": "1234", "expirationMonth": "01", "expirationYear": "2030"},
+                ),
+            )
             self.step("required fields missing are refused", missing_required)
 
     def check_logs(self, log_file: Path) -> None:
@@ -169,8 +182,10 @@ def main() -> int:
     demo.check_logs(log_file)
     failed = [s for s in demo.steps if not s.ok]
     total = sum(s.ms for s in demo.steps)
-    print(f"\nsummary: {len(demo.steps) - len(failed)}/{len(demo.steps)} steps passed in {total:.0f} ms; "
-          f"logs in {log_file}")
+    print(
+        f"\nsummary: {len(demo.steps) - len(failed)}/{len(demo.steps)} steps passed in {total:.0f} ms; "
+        f"logs in {log_file}"
+    )
     for step in failed:
         print(f"  FAILED: {step.name}: {step.detail}")
     return 1 if failed else 0

@@ -127,9 +127,7 @@ class Provisioner:
             if resource["Type"] == "AWS::Lambda::Function":
                 name = resource["Properties"].get("FunctionName") or f"{self.stack_name}-{logical_id}"
                 resolver.physical_ids[logical_id] = name
-                resolver.attributes[(logical_id, "Arn")] = (
-                    f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
-                )
+                resolver.attributes[(logical_id, "Arn")] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
         arn_to_layer = {resolver.physical_ids[k]: v for k, v in layer_dirs.items()}
 
         for logical_id, resource in resources.items():
@@ -160,8 +158,7 @@ class Provisioner:
                         function=_function_logical_id(resource["Properties"]["FunctionName"]),
                         queue_arn=props["EventSourceArn"],
                         batch_size=int(props.get("BatchSize", 10)),
-                        report_batch_item_failures="ReportBatchItemFailures"
-                        in props.get("FunctionResponseTypes", []),
+                        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                         max_batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
                     )
                 )
@@ -234,8 +231,13 @@ class Provisioner:
         name = props.get("QueueName") or f"{self.stack_name}-{logical_id}"
         attributes = {}
         for key in (
-            "VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
-            "ReceiveMessageWaitTimeSeconds", "FifoQueue", "ContentBasedDeduplication",
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "MaximumMessageSize",
+            "ReceiveMessageWaitTimeSeconds",
+            "FifoQueue",
+            "ContentBasedDeduplication",
         ):
             if key in props:
                 attributes[key] = str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])

@@ -57,7 +57,7 @@ def serve(handler_spec: str, name: str, memory: int, timeout: int, sock: socket.
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def do_GET(self) -> None:  # health

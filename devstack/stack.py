@@ -68,7 +68,9 @@ class CybersourceTarget:
             return cls(*values)
         if any(values):
             missing = [n for n, v in zip(names, values, strict=True) if not v]
-            raise SystemExit(f"to use a real Cybersource endpoint set all four variables; missing: {', '.join(missing)}")
+            raise SystemExit(
+                f"to use a real Cybersource endpoint set all four variables; missing: {', '.join(missing)}"
+            )
         return cls()
 
     @property
@@ -180,14 +182,22 @@ class FunctionWorker:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        module_dir, _, _ = spec.handler.rpartition(".")
         path = os.pathsep.join([spec.code_dir, *spec.layer_dirs, str(ROOT)])
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "devstack.runtime",
-                "--handler", spec.handler, "--name", spec.name,
-                "--memory", str(spec.memory), "--timeout", str(spec.timeout),
-                "--fd", str(listener.fileno()),
+                sys.executable,
+                "-m",
+                "devstack.runtime",
+                "--handler",
+                spec.handler,
+                "--name",
+                spec.name,
+                "--memory",
+                str(spec.memory),
+                "--timeout",
+                str(spec.timeout),
+                "--fd",
+                str(listener.fileno()),
             ],
             env={**env, "PYTHONPATH": path},
             cwd=spec.code_dir,
@@ -257,8 +267,11 @@ class LocalStack:
 
     def aws_client(self, service: str):
         return boto3.client(
-            service, endpoint_url=self.moto_url, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            service,
+            endpoint_url=self.moto_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -266,8 +279,12 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, *args],
-            env={**_base_env(), "PYTHONPATH": str(ROOT / "layers" / "shared") + os.pathsep + str(ROOT),
-                 "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={
+                **_base_env(),
+                "PYTHONPATH": str(ROOT / "layers" / "shared") + os.pathsep + str(ROOT),
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            },
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -295,9 +312,18 @@ class LocalStack:
         if cfg.cybersource.emulated:
             emulator = self._spawn(
                 "cybersource-emulator",
-                ["-m", "devstack.emulators.cybersource", "--port", str(cfg.cybersource_port),
-                 "--merchant-id", cfg.cybersource.merchant_id, "--key-id", cfg.cybersource.key_id,
-                 "--shared-secret", cfg.cybersource.shared_secret],
+                [
+                    "-m",
+                    "devstack.emulators.cybersource",
+                    "--port",
+                    str(cfg.cybersource_port),
+                    "--merchant-id",
+                    cfg.cybersource.merchant_id,
+                    "--key-id",
+                    cfg.cybersource.key_id,
+                    "--shared-secret",
+                    cfg.cybersource.shared_secret,
+                ],
             )
         _wait_http(self.moto_url + "/moto-api/", process=moto)
         if emulator is not None:

@@ -92,8 +92,11 @@ def cybersource_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
 
     creds = {"merchantId": TESTREST_MERCHANT_ID, "keyId": TESTREST_KEY_ID, "sharedSecret": TESTREST_SHARED_SECRET}
     client = boto3.client(
-        "secretsmanager", endpoint_url=moto_url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     client.put_secret_value(SecretId=stack.physical_ids["CybersourceSecret"], SecretString=json.dumps(creds))
     return creds

@@ -55,9 +55,20 @@ TOKEN_LIFETIME = 900
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
 _SIG_PARAM = re.compile(r'(\w+)="([^"]*)"')
-CARD_TYPES = (("34", "003"), ("37", "003"), ("4", "001"), ("51", "002"), ("52", "002"),
-              ("53", "002"), ("54", "002"), ("55", "002"), ("2", "002"), ("6011", "004"),
-              ("65", "004"), ("35", "007"))
+CARD_TYPES = (
+    ("34", "003"),
+    ("37", "003"),
+    ("4", "001"),
+    ("51", "002"),
+    ("52", "002"),
+    ("53", "002"),
+    ("54", "002"),
+    ("55", "002"),
+    ("2", "002"),
+    ("6011", "004"),
+    ("65", "004"),
+    ("35", "007"),
+)
 
 
 def _b64url(data: bytes) -> str:
@@ -319,7 +330,7 @@ class CybersourceEmulator(Emulator):
             try:
                 raw = json.loads(raw)["keyId"]
             except (ValueError, KeyError, TypeError):
-                return _error(400, "VALIDATION_ERROR", "expected a JWE or {\"keyId\": <JWE>}")
+                return _error(400, "VALIDATION_ERROR", 'expected a JWE or {"keyId": <JWE>}')
         parts = raw.split(".") if isinstance(raw, str) else []
         if len(parts) != 5:
             return _error(400, "VALIDATION_ERROR", "the body is not a compact JWE")
@@ -334,7 +345,7 @@ class CybersourceEmulator(Emulator):
             session = self.contexts.get(str(header.get("kid")))
         if session is None:
             return _error(400, "CAPTURE_CONTEXT_INVALID", "the JWE key is not from a capture context of ours")
-        digest = hashes.SHA1() if alg == "RSA-OAEP" else hashes.SHA256()
+        digest = hashes.SHA1() if alg == "RSA-OAEP" else hashes.SHA256()  # noqa: S303 - RSA-OAEP is SHA-1 by definition
         try:
             cek = session.key.decrypt(
                 _b64url_decode(parts[1]), padding.OAEP(mgf=padding.MGF1(digest), algorithm=digest, label=None)
@@ -376,7 +387,9 @@ class CybersourceEmulator(Emulator):
         }
         token = jwt.encode(claims, session.key, algorithm="RS256", headers={"kid": session.kid, "typ": None})
         digest_header = "SHA-256=" + base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
-        return Response(token, status=201, content_type="application/jwt;charset=utf-8", headers={"Digest": digest_header})
+        return Response(
+            token, status=201, content_type="application/jwt;charset=utf-8", headers={"Digest": digest_header}
+        )
 
 
 def _collect(node: Any, path: str, required: list[str], optional: list[str], details: list[dict[str, str]]) -> None:
@@ -454,9 +467,7 @@ def main() -> None:
     parser.add_argument("--key-id", default=TESTREST_KEY_ID)
     parser.add_argument("--shared-secret", default=TESTREST_SHARED_SECRET)
     args = parser.parse_args()
-    emulator = CybersourceEmulator(
-        merchant_id=args.merchant_id, key_id=args.key_id, shared_secret=args.shared_secret
-    )
+    emulator = CybersourceEmulator(merchant_id=args.merchant_id, key_id=args.key_id, shared_secret=args.shared_secret)
     server = ServerThread(emulator, args.host, args.port)
     print(f"cybersource emulator on {server.url}", flush=True)
     try:

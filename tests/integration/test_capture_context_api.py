@@ -55,8 +55,10 @@ def test_default_fields(handler, cybersource_url):
     assert header(result, "Cache-Control") == "no-store"
     assert body["requiredFields"] == ["paymentInformation.card.number"]
     assert set(body["optionalFields"]) == {
-        "paymentInformation.card.securityCode", "paymentInformation.card.expirationMonth",
-        "paymentInformation.card.expirationYear", "paymentInformation.card.type",
+        "paymentInformation.card.securityCode",
+        "paymentInformation.card.expirationMonth",
+        "paymentInformation.card.expirationYear",
+        "paymentInformation.card.type",
     }
     claims = jwt.decode(body["captureContext"], options={"verify_signature": False})
     assert body["keyId"] == claims["flx"]["jwk"]["kid"]
@@ -72,8 +74,10 @@ def test_custom_fields_from_the_sample_event(handler, cybersource_url):
     status, body, _ = call(handler, sample="issue_capture_context/post_custom_fields.json")
     assert status == 201
     assert set(body["requiredFields"]) == {
-        "paymentInformation.card.number", "paymentInformation.card.expirationMonth",
-        "paymentInformation.card.expirationYear", "orderInformation.billTo.postalCode",
+        "paymentInformation.card.number",
+        "paymentInformation.card.expirationMonth",
+        "paymentInformation.card.expirationYear",
+        "orderInformation.billTo.postalCode",
     }
     assert set(body["optionalFields"]) == {"paymentInformation.card.securityCode", "orderInformation.billTo.email"}
 
@@ -94,10 +98,16 @@ def test_every_capturable_field(handler, cybersource_url):
 @pytest.mark.parametrize(
     ("raw", "field", "rule"),
     [
-        ('{"fields": {"paymentInformation": {"card": {"pan": {}}}}}', "fields.paymentInformation.card.pan",
-         "unknown_field"),
-        ('{"fields": {"paymentInformation": {"card": {"number": {"required": "no"}}}}}',
-         "fields.paymentInformation.card.number.required", "type"),
+        (
+            '{"fields": {"paymentInformation": {"card": {"pan": {}}}}}',
+            "fields.paymentInformation.card.pan",
+            "unknown_field",
+        ),
+        (
+            '{"fields": {"paymentInformation": {"card": {"number": {"required": "no"}}}}}',
+            "fields.paymentInformation.card.number.required",
+            "type",
+        ),
         ("{not json", "body", "json"),
         ("[]", "body", "type"),
     ],
@@ -122,8 +132,13 @@ def test_unknown_route_is_404_not_500(handler):
 def test_wrong_credentials_are_502_with_a_clear_reason_and_no_secret(
     handler, cybersource_url, stack, moto_url, cybersource_credentials
 ):
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     secret_id = stack.physical_ids["CybersourceSecret"]
     wrong = {**cybersource_credentials, "sharedSecret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}
     client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(wrong))
@@ -144,8 +159,13 @@ def test_rotated_secret_is_picked_up_by_the_reread_on_401(
     handler, cybersource_url, stack, moto_url, cybersource_credentials
 ):
     """Warm function with cached (now stale) credentials: a 401 re-reads the secret once."""
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     secret_id = stack.physical_ids["CybersourceSecret"]
     wrong = {**cybersource_credentials, "sharedSecret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}
     client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(wrong))
@@ -183,6 +203,7 @@ def test_provider_unreachable_is_503(function_env):
     module, _ = function_env(FUNCTION, CYBERSOURCE_BASE_URL=f"http://127.0.0.1:{free_port()}")
     status, body, _ = call(module)
     assert status == 503
+    assert body["error"]["code"] == "PROVIDER_UNAVAILABLE" and "unreachable" in body["error"]["reason"]
 
 
 @pytest.mark.parametrize("mode", ["bad_signature", "expired", "unknown_kid", "fields_mismatch", "garbage"])

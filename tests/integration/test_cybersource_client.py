@@ -22,8 +22,9 @@ from tests.conftest import queue_faults
 REQUIRED = ("paymentInformation.card.number",)
 OPTIONAL = ("paymentInformation.card.securityCode",)
 FIELDS = {"paymentInformation": {"card": {"number": {}, "securityCode": {"required": False}}}}
-FAST = ProviderCallSettings(connect_timeout=1.0, read_timeout=2.0, max_attempts=3, budget_seconds=5.0,
-                            backoff_base=0.01)
+FAST = ProviderCallSettings(
+    connect_timeout=1.0, read_timeout=2.0, max_attempts=3, budget_seconds=5.0, backoff_base=0.01
+)
 
 
 def make_client(url: str, calls: ProviderCallSettings = FAST, leeway: float = 30.0) -> CybersourceClient:
@@ -66,7 +67,7 @@ def test_tampered_payload_fails_signature(cybersource_url):
     client = make_client(cybersource_url)
     head, payload, sig = client.create_session(FIELDS).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
-    claims["ctx"][0]["data"]["requiredFields"] = list(REQUIRED) + ["orderInformation.billTo.email"]
+    claims["ctx"][0]["data"]["requiredFields"] = [*REQUIRED, "orderInformation.billTo.email"]
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     with pytest.raises(CaptureContextUnverified) as caught:
         client.verify(f"{head}.{forged}.{sig}", required=REQUIRED, optional=OPTIONAL)
@@ -104,8 +105,7 @@ def test_fresh_bad_signature_is_not_refetched(cybersource_url):
     assert counts(cybersource_url)["public_keys"] - before == 1
 
 
-def test_rotated_signing_key_is_fetched_by_its_kid(cybersource, cybersource_url):
-    emulator, _ = cybersource
+def test_rotated_signing_key_is_fetched_by_its_kid(cybersource_url):
     client = make_client(cybersource_url)
     first = client.verify(client.create_session(FIELDS), required=REQUIRED, optional=OPTIONAL)
     rotated = httpx.post(cybersource_url + "/__emulator/rotate-signing-key", json={}).json()
@@ -177,8 +177,9 @@ def test_4xx_is_not_retried(cybersource_url):
 
 
 def test_slow_provider_times_out_within_the_budget(cybersource_url):
-    calls = ProviderCallSettings(connect_timeout=0.5, read_timeout=0.3, max_attempts=3, budget_seconds=0.8,
-                                 backoff_base=0.01)
+    calls = ProviderCallSettings(
+        connect_timeout=0.5, read_timeout=0.3, max_attempts=3, budget_seconds=0.8, backoff_base=0.01
+    )
     client = make_client(cybersource_url, calls)
     queue_faults(cybersource_url, "sessions", *[{"delay": 1.0}] * 3)
     started = time.monotonic()

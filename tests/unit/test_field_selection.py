@@ -97,25 +97,34 @@ def test_required_true_is_required():
 
 
 CASES = [
-    ({"fields": {"paymentInformation": {"card": {"number": {}, "pin": {}}}}},
-     "fields.paymentInformation.card.pin", "unknown_field"),
-    ({"fields": {"paymentInformation": {"card": {"number": {}}}, "loyalty": {}}},
-     "fields.loyalty", "unknown_field"),
+    (
+        {"fields": {"paymentInformation": {"card": {"number": {}, "pin": {}}}}},
+        "fields.paymentInformation.card.pin",
+        "unknown_field",
+    ),
+    ({"fields": {"paymentInformation": {"card": {"number": {}}}, "loyalty": {}}}, "fields.loyalty", "unknown_field"),
     ({"fields": SEED_MINIMUM, "merchant": "x"}, "merchant", "unknown_field"),
-    ({"fields": {"paymentInformation": {"card": {"number": {"required": "yes"}}}}},
-     "fields.paymentInformation.card.number.required", "type"),
-    ({"fields": {"paymentInformation": {"card": {"number": {"optional": True}}}}},
-     "fields.paymentInformation.card.number.optional", "unknown_field"),
-    ({"fields": {"paymentInformation": {"card": {"number": True}}}},
-     "fields.paymentInformation.card.number", "type"),
+    (
+        {"fields": {"paymentInformation": {"card": {"number": {"required": "yes"}}}}},
+        "fields.paymentInformation.card.number.required",
+        "type",
+    ),
+    (
+        {"fields": {"paymentInformation": {"card": {"number": {"optional": True}}}}},
+        "fields.paymentInformation.card.number.optional",
+        "unknown_field",
+    ),
+    ({"fields": {"paymentInformation": {"card": {"number": True}}}}, "fields.paymentInformation.card.number", "type"),
     ({"fields": {"paymentInformation": {"card": []}}}, "fields.paymentInformation.card", "type"),
     ({"fields": {"paymentInformation": {"card": {}}}}, "fields.paymentInformation.card", "empty"),
     ({"fields": {}}, "fields", "empty"),
     ({"fields": []}, "fields", "type"),
-    ({"fields": {"paymentInformation": {"card": {"number": {"required": False}}}}},
-     "fields.paymentInformation.card.number", "card_number_required"),
-    ({"fields": {"orderInformation": {"billTo": {"email": {}}}}},
-     "fields.paymentInformation.card.number", "missing"),
+    (
+        {"fields": {"paymentInformation": {"card": {"number": {"required": False}}}}},
+        "fields.paymentInformation.card.number",
+        "card_number_required",
+    ),
+    ({"fields": {"orderInformation": {"billTo": {"email": {}}}}}, "fields.paymentInformation.card.number", "missing"),
     ([1, 2], "body", "type"),
     ("fields", "body", "type"),
 ]

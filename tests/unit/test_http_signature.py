@@ -45,19 +45,30 @@ def test_signing_string_order_and_no_trailing_newline():
     text = http_signature.signing_string(
         method="POST", path="/flex/v2/sessions?x=1", host="h:1", date="D", merchant_id="m", body_digest="SHA-256=x"
     )
-    assert text == "host: h:1\ndate: D\nrequest-target: post /flex/v2/sessions?x=1\ndigest: SHA-256=x\nv-c-merchant-id: m"
+    assert (
+        text == "host: h:1\ndate: D\nrequest-target: post /flex/v2/sessions?x=1\ndigest: SHA-256=x\nv-c-merchant-id: m"
+    )
 
 
 def test_get_has_no_digest_line_or_header():
     headers = http_signature.signature_headers(
-        method="GET", path="/flex/v2/public-keys/k", host="h", body=b"", merchant_id="m",
-        key_id="k", shared_secret_b64=base64.b64encode(b"secret").decode(), date="D",
+        method="GET",
+        path="/flex/v2/public-keys/k",
+        host="h",
+        body=b"",
+        merchant_id="m",
+        key_id="k",
+        shared_secret_b64=base64.b64encode(b"secret").decode(),
+        date="D",
     )
     assert "Digest" not in headers
     assert 'headers="host date request-target v-c-merchant-id"' in headers["Signature"]
     expected = base64.b64encode(
-        hmac.new(b"secret", b"host: h\ndate: D\nrequest-target: get /flex/v2/public-keys/k\nv-c-merchant-id: m",
-                 hashlib.sha256).digest()
+        hmac.new(
+            b"secret",
+            b"host: h\ndate: D\nrequest-target: get /flex/v2/public-keys/k\nv-c-merchant-id: m",
+            hashlib.sha256,
+        ).digest()
     ).decode()
     assert f'signature="{expected}"' in headers["Signature"]
 

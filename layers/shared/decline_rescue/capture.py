@@ -21,16 +21,35 @@ FLEX_FIELDS: frozenset[str] = frozenset(
         *(
             f"orderInformation.billTo.{f}"
             for f in (
-                "address1", "address2", "administrativeArea", "buildingNumber", "company",
-                "country", "district", "email", "firstName", "lastName", "locality",
-                "phoneNumber", "postalCode",
+                "address1",
+                "address2",
+                "administrativeArea",
+                "buildingNumber",
+                "company",
+                "country",
+                "district",
+                "email",
+                "firstName",
+                "lastName",
+                "locality",
+                "phoneNumber",
+                "postalCode",
             )
         ),
         *(
             f"orderInformation.shipTo.{f}"
             for f in (
-                "address1", "address2", "administrativeArea", "buildingNumber", "company",
-                "country", "district", "firstName", "lastName", "locality", "postalCode",
+                "address1",
+                "address2",
+                "administrativeArea",
+                "buildingNumber",
+                "company",
+                "country",
+                "district",
+                "firstName",
+                "lastName",
+                "locality",
+                "postalCode",
             )
         ),
         *(
@@ -40,9 +59,7 @@ FLEX_FIELDS: frozenset[str] = frozenset(
     ]
 )
 CARD_NUMBER = "paymentInformation.card.number"
-_PREFIXES = frozenset(
-    ".".join(path.split(".")[:i]) for path in FLEX_FIELDS for i in range(1, path.count(".") + 1)
-)
+_PREFIXES = frozenset(".".join(path.split(".")[:i]) for path in FLEX_FIELDS for i in range(1, path.count(".") + 1))
 
 
 @dataclass(frozen=True)
@@ -53,9 +70,7 @@ class FieldSelection:
     def as_flex_fields(self) -> dict[str, Any]:
         """The ``fields`` object of POST /flex/v2/sessions (the SDK's form)."""
         tree: dict[str, Any] = {}
-        for path, leaf in [(p, {}) for p in self.required] + [
-            (p, {"required": False}) for p in self.optional
-        ]:
+        for path, leaf in [(p, {}) for p in self.required] + [(p, {"required": False}) for p in self.optional]:
             node = tree
             *parents, last = path.split(".")
             for part in parents:
@@ -134,9 +149,7 @@ def _walk(
             else:
                 _walk(value, child, root, required, optional, problems)
         else:
-            problems.append(
-                FieldProblem(where, "unknown_field", "is not a field Flex API v2 can capture")
-            )
+            problems.append(FieldProblem(where, "unknown_field", "is not a field Flex API v2 can capture"))
 
 
 def _leaf(
@@ -152,9 +165,7 @@ def _leaf(
         return
     extra = [k for k in value if k != "required"]
     if extra:
-        problems.append(
-            FieldProblem(f"{where}.{extra[0]}", "unknown_field", 'a field takes only "required"')
-        )
+        problems.append(FieldProblem(f"{where}.{extra[0]}", "unknown_field", 'a field takes only "required"'))
         return
     flag = value.get("required", True)
     if not isinstance(flag, bool):

@@ -6,7 +6,7 @@ so a handler never decides a status code itself and never answers a bare 500.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,8 @@ def cybersource() -> CybersourceSettings:
         secret_id=_required("CYBERSOURCE_SECRET_ID"),
         calls=provider_calls("CYBERSOURCE"),
         jwt_leeway_seconds=_number("CAPTURE_CONTEXT_LEEWAY_SECONDS", 30.0),
-        capture_required_fields=_csv(
-            os.environ.get("CAPTURE_REQUIRED_FIELDS"), DEFAULT_CAPTURE_REQUIRED
-        ),
-        capture_optional_fields=_csv(
-            os.environ.get("CAPTURE_OPTIONAL_FIELDS"), DEFAULT_CAPTURE_OPTIONAL
-        ),
+        capture_required_fields=_csv(os.environ.get("CAPTURE_REQUIRED_FIELDS"), DEFAULT_CAPTURE_REQUIRED),
+        capture_optional_fields=_csv(os.environ.get("CAPTURE_OPTIONAL_FIELDS"), DEFAULT_CAPTURE_OPTIONAL),
         secret_max_age_seconds=int(_number("SECRET_MAX_AGE_SECONDS", 300)),
     )
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -151,9 +151,7 @@ class CybersourceClient:
         if not _KID.match(kid):
             raise _unverified("unknown_kid", "the key id is not well formed")
         path = f"/flex/v2/public-keys/{kid}"
-        response = self.http.request(
-            "GET", path, lambda: Prepared(headers={"Accept": "application/json"})
-        )
+        response = self.http.request("GET", path, lambda: Prepared(headers={"Accept": "application/json"}))
         if response.status_code == 404:
             raise _unverified("unknown_kid", f"Cybersource does not know key {kid}")
         if response.status_code != 200:
@@ -175,9 +173,7 @@ class CybersourceClient:
 
     # -- verification ---------------------------------------------------------------
 
-    def verify(
-        self, token: str, *, required: tuple[str, ...], optional: tuple[str, ...]
-    ) -> VerifiedCaptureContext:
+    def verify(self, token: str, *, required: tuple[str, ...], optional: tuple[str, ...]) -> VerifiedCaptureContext:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
@@ -231,8 +227,10 @@ class CybersourceClient:
     ) -> VerifiedCaptureContext:
         flx = claims.get("flx")
         jwk = flx.get("jwk") if isinstance(flx, dict) else None
-        if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not all(
-            isinstance(jwk.get(k), str) and jwk.get(k) for k in ("n", "e", "kid")
+        if (
+            not isinstance(jwk, dict)
+            or jwk.get("kty") != "RSA"
+            or not all(isinstance(jwk.get(k), str) and jwk.get(k) for k in ("n", "e", "kid"))
         ):
             raise _unverified("malformed", "flx.jwk is missing or not an RSA public key")
         data = _ctx_data(claims.get("ctx"))
@@ -248,8 +246,8 @@ class CybersourceClient:
         return VerifiedCaptureContext(
             token=token,
             signing_kid=kid,
-            issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=timezone.utc),
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc),
+            issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=UTC),
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
             required_fields=got_required,
             optional_fields=got_optional,
             encryption_key={k: v for k, v in jwk.items()},

@@ -61,9 +61,7 @@ class ProviderHttp:
     def _retryable(self, status: int) -> bool:
         return status >= 500 or status in self.retry_statuses
 
-    def request(
-        self, method: str, path: str, prepare: Callable[[], Prepared]
-    ) -> httpx.Response:
+    def request(self, method: str, path: str, prepare: Callable[[], Prepared]) -> httpx.Response:
         calls = self.calls
         deadline = time.monotonic() + calls.budget_seconds
         failure: str = ""
@@ -74,9 +72,7 @@ class ProviderHttp:
                 timed_out = True
                 break
             prepared = prepare()
-            timeout = httpx.Timeout(
-                min(calls.read_timeout, remaining), connect=min(calls.connect_timeout, remaining)
-            )
+            timeout = httpx.Timeout(min(calls.read_timeout, remaining), connect=min(calls.connect_timeout, remaining))
             try:
                 response = self._client.request(
                     method, path, headers=prepared.headers, content=prepared.content, timeout=timeout

@@ -31,9 +31,7 @@ def signed_headers(method: str) -> list[str]:
     return names
 
 
-def signing_string(
-    *, method: str, path: str, host: str, date: str, merchant_id: str, body_digest: str | None
-) -> str:
+def signing_string(*, method: str, path: str, host: str, date: str, merchant_id: str, body_digest: str | None) -> str:
     values = {
         "host": host,
         "date": date,

@@ -12,9 +12,7 @@ def json_secret(secret_id: str, *, max_age: int, force: bool = False) -> dict[st
     from aws_lambda_powertools.utilities import parameters
 
     try:
-        value = parameters.get_secret(
-            secret_id, transform="json", max_age=max_age, force_fetch=force
-        )
+        value = parameters.get_secret(secret_id, transform="json", max_age=max_age, force_fetch=force)
     except parameters.exceptions.TransformParameterError:
         raise ConfigurationError(f"secret {secret_id} is not a JSON object") from None
     except parameters.exceptions.GetParameterError as exc:

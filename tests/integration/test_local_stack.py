@@ -1,0 +1,123 @@
+"""The local stack end to end: moto server, emulator, gateway and function runtimes as
+separate processes, provisioned from template.yaml; and the demo, whose logs must hold
+no card number."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from decline_rescue.carddata import find_pans
+from devstack.emulators.base import ServerThread
+from devstack.emulators.cybersource import CybersourceEmulator
+from devstack.stack import CybersourceTarget, LocalStack, StackConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory):
+    log_file = tmp_path_factory.mktemp("stack") / "stack.log"
+    stack = LocalStack(StackConfig.ephemeral(echo_logs=False, log_file=log_file))
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_gateway_serves_capture_contexts_with_the_api_key(local_stack):
+    key = {"x-api-key": local_stack.config.api_key}
+    response = httpx.post(local_stack.gateway_url + "/capture-contexts", headers=key, timeout=30)
+    assert response.status_code == 201
+    assert response.json()["captureContext"].count(".") == 2
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "not-the-key"}], ids=["missing", "wrong"])
+def test_gateway_refuses_without_the_api_key(local_stack, headers):
+    response = httpx.post(local_stack.gateway_url + "/capture-contexts", headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Forbidden"}
+
+
+def test_gateway_answers_unknown_routes_like_api_gateway(local_stack):
+    response = httpx.get(local_stack.gateway_url + "/nope", headers={"x-api-key": local_stack.config.api_key})
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_bad_input_through_the_gateway_is_400(local_stack):
+    response = httpx.post(
+        local_stack.gateway_url + "/capture-contexts",
+        headers={"x-api-key": local_stack.config.api_key, "Content-Type": "application/json"},
+        content=b'{"fields": {"paymentInformation": {"card": {"number": {}, "cvv": {}}}}}',
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "fields.paymentInformation.card.cvv"
+
+
+def test_resources_come_from_the_template(local_stack):
+    secrets = local_stack.aws_client("secretsmanager").list_secrets()["SecretList"]
+    assert any(s["Name"] == "decline-rescue-local/cybersource" for s in secrets)
+    assert set(local_stack.workers) == {"IssueCaptureContextFunction"}
+
+
+def test_function_logs_are_collected(local_stack):
+    text = local_stack.config.log_file.read_text()
+    assert "[IssueCaptureContextFunction]" in text and '"service":"decline-rescue"' in text
+
+
+def test_another_flex_endpoint_through_the_four_variables(monkeypatch, tmp_path):
+    """CYBERSOURCE_BASE_URL/MERCHANT_ID/KEY_ID/SHARED_SECRET point the stack elsewhere."""
+    secret = base64.b64encode(b"another-merchant-secret-32-bytes").decode()
+    other = CybersourceEmulator(merchant_id="othermerchant", key_id="other-key", shared_secret=secret, pool_size=2)
+    server = ServerThread(other).start()
+    monkeypatch.setenv("CYBERSOURCE_BASE_URL", server.url)
+    monkeypatch.setenv("CYBERSOURCE_MERCHANT_ID", "othermerchant")
+    monkeypatch.setenv("CYBERSOURCE_KEY_ID", "other-key")
+    monkeypatch.setenv("CYBERSOURCE_SHARED_SECRET", secret)
+    config = StackConfig.ephemeral(
+        echo_logs=False, log_file=tmp_path / "stack.log", cybersource=CybersourceTarget.from_env()
+    )
+    try:
+        with LocalStack(config) as stack:
+            assert not config.cybersource.emulated and stack.cybersource_url == server.url
+            response = httpx.post(
+                stack.gateway_url + "/capture-contexts", headers={"x-api-key": config.api_key}, timeout=30
+            )
+            assert response.status_code == 201
+        assert other.counts["sessions"] == 1
+    finally:
+        server.stop()
+
+
+def test_partial_real_provider_settings_are_refused(monkeypatch):
+    monkeypatch.setenv("CYBERSOURCE_BASE_URL", "https://apitest.cybersource.com")
+    for name in ("CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SHARED_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit, match="CYBERSOURCE_MERCHANT_ID"):
+        CybersourceTarget.from_env()
+
+
+def test_demo_passes_and_logs_no_card_number(tmp_path):
+    log_file = tmp_path / "demo.log"
+    env = {**os.environ, "DEMO_LOG_FILE": str(log_file)}
+    for name in ("CYBERSOURCE_BASE_URL", "CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SHARED_SECRET"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    assert "steps passed" in result.stdout
+    logs = log_file.read_text()
+    # the run really logged: the function, the emulator, moto and the gateway all wrote lines
+    for source in ("[IssueCaptureContextFunction]", "[cybersource-emulator]", "[moto]", "[gateway]"):
+        assert source in logs
+    assert find_pans(logs) == []
+    assert find_pans(result.stdout + result.stderr) == []

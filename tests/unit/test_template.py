@@ -1,0 +1,64 @@
+"""What template.yaml must keep true: runtime and architecture, Powertools settings,
+tracing, the API key on every route, the secret and a least-privilege policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack.template import load_raw, translate
+
+RAW = load_raw()
+TRANSLATED, _ = translate(RAW, {})
+RESOURCES = TRANSLATED["Resources"]
+FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Lambda::Function"}
+
+
+def test_globals_runtime_architecture_tracing():
+    function = RAW["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Tracing"] == "Active"
+    env = function["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "decline-rescue"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "DeclineRescue"
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false", "events may carry card data: never log them"
+
+
+def test_layer_builds_for_arm64_python313():
+    layer = RAW["Resources"]["SharedLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_uses_the_layer_and_traces(logical_id):
+    props = FUNCTIONS[logical_id]["Properties"]
+    assert props["Architectures"] == ["arm64"] and props["Runtime"] == "python3.13"
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Layers"]
+
+
+def test_every_route_needs_the_api_key():
+    paths = RESOURCES["CheckoutApi"]["Properties"]["Body"]["paths"]
+    assert paths
+    for path, methods in paths.items():
+        for method, spec in methods.items():
+            assert {"api_key": []} in spec.get("security", []), f"{method} {path} has no API key"
+
+
+def test_secret_access_is_scoped_to_the_cybersource_secret():
+    role = RESOURCES["IssueCaptureContextFunctionRole"]["Properties"]
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    secret_statements = [s for s in statements if "secretsmanager:GetSecretValue" in str(s["Action"])]
+    assert secret_statements
+    for statement in secret_statements:
+        assert statement["Resource"] == {"Fn::Sub": ["${secretArn}", {"secretArn": {"Ref": "CybersourceSecret"}}]}
+
+
+def test_capture_context_function_gets_its_settings_from_the_template():
+    env = FUNCTIONS["IssueCaptureContextFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CYBERSOURCE_SECRET_ID"] == {"Ref": "CybersourceSecret"}
+    assert env["CYBERSOURCE_BASE_URL"] == {"Ref": "CybersourceBaseUrl"}
+    timeout = FUNCTIONS["IssueCaptureContextFunction"]["Properties"]["Timeout"]
+    budget_max = RAW["Parameters"]["ProviderBudgetSeconds"]["MaxValue"]
+    assert budget_max < 29 and timeout > int(RAW["Parameters"]["ProviderBudgetSeconds"]["Default"])
