@@ -115,7 +115,7 @@ class LogSink:
     def __init__(self, path: Path, echo: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._echo = echo
         self._lock = threading.Lock()
 
