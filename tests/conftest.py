@@ -84,22 +84,39 @@ def stack(moto_url: str, cybersource) -> Stack:
     return provisioned
 
 
-@pytest.fixture(scope="session")
-def cybersource_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
+def aws_client(moto_url: str, service: str):
     import boto3
 
-    from devstack.emulators.cybersource import TESTREST_KEY_ID, TESTREST_MERCHANT_ID, TESTREST_SHARED_SECRET
-
-    creds = {"merchantId": TESTREST_MERCHANT_ID, "keyId": TESTREST_KEY_ID, "sharedSecret": TESTREST_SHARED_SECRET}
-    client = boto3.client(
-        "secretsmanager",
+    return boto3.client(
+        service,
         endpoint_url=moto_url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    client.put_secret_value(SecretId=stack.physical_ids["CybersourceSecret"], SecretString=json.dumps(creds))
+
+
+@pytest.fixture(scope="session")
+def cybersource_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
+    from devstack.emulators.cybersource import TESTREST_KEY_ID, TESTREST_MERCHANT_ID, TESTREST_SHARED_SECRET
+
+    creds = {"merchantId": TESTREST_MERCHANT_ID, "keyId": TESTREST_KEY_ID, "sharedSecret": TESTREST_SHARED_SECRET}
+    put_cybersource_secret(stack, moto_url, creds)
     return creds
+
+
+def put_cybersource_secret(stack: Stack, moto_url: str, value: dict[str, str]) -> None:
+    secret_id = stack.physical_ids["CybersourceSecret"]
+    aws_client(moto_url, "secretsmanager").put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+
+@pytest.fixture
+def wrong_cybersource_secret(stack: Stack, moto_url: str, cybersource_credentials):
+    """The secret holds a wrong shared secret for the test; the right one is put back after."""
+    wrong = {**cybersource_credentials, "sharedSecret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}
+    put_cybersource_secret(stack, moto_url, wrong)
+    yield wrong
+    put_cybersource_secret(stack, moto_url, cybersource_credentials)
 
 
 def reset_module_state() -> None:

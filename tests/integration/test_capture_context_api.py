@@ -7,13 +7,12 @@ import io
 import json
 from datetime import datetime
 
-import boto3
 import httpx
 import jwt
 import pytest
 
 from decline_rescue.capture import FLEX_FIELDS
-from tests.conftest import api_event, invoke, queue_faults
+from tests.conftest import api_event, invoke, put_cybersource_secret, queue_faults
 
 FUNCTION = "IssueCaptureContextFunction"
 SAMPLE = "issue_capture_context/post_default_fields.json"
@@ -130,51 +129,26 @@ def test_unknown_route_is_404_not_500(handler):
 
 
 def test_wrong_credentials_are_502_with_a_clear_reason_and_no_secret(
-    handler, cybersource_url, stack, moto_url, cybersource_credentials
+    handler, cybersource_url, cybersource_credentials, wrong_cybersource_secret
 ):
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    secret_id = stack.physical_ids["CybersourceSecret"]
-    wrong = {**cybersource_credentials, "sharedSecret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}
-    client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(wrong))
-    try:
-        before = httpx.get(cybersource_url + "/__emulator/stats").json()["counts"].get("sessions", 0)
-        status, body, result = call(handler)
-        after = httpx.get(cybersource_url + "/__emulator/stats").json()["counts"]["sessions"]
-    finally:
-        client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(cybersource_credentials))
+    before = httpx.get(cybersource_url + "/__emulator/stats").json()["counts"].get("sessions", 0)
+    status, body, result = call(handler)
+    after = httpx.get(cybersource_url + "/__emulator/stats").json()["counts"]["sessions"]
     assert status == 502
     assert body["error"]["code"] == "PROVIDER_AUTH_FAILED"
     assert "credentials" in body["error"]["message"]
     assert after - before == 2, "one call, one re-read of the secret, one retry"
-    assert wrong["sharedSecret"] not in result["body"] and cybersource_credentials["sharedSecret"] not in result["body"]
+    for value in (wrong_cybersource_secret["sharedSecret"], cybersource_credentials["sharedSecret"]):
+        assert value not in result["body"]
 
 
 def test_rotated_secret_is_picked_up_by_the_reread_on_401(
-    handler, cybersource_url, stack, moto_url, cybersource_credentials
+    handler, cybersource_url, stack, moto_url, cybersource_credentials, wrong_cybersource_secret
 ):
     """Warm function with cached (now stale) credentials: a 401 re-reads the secret once."""
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    secret_id = stack.physical_ids["CybersourceSecret"]
-    wrong = {**cybersource_credentials, "sharedSecret": "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="}
-    client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(wrong))
-    try:
-        assert call(handler)[0] == 502  # caches the wrong credentials
-        client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(cybersource_credentials))
-        assert call(handler)[0] == 201
-    finally:
-        client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(cybersource_credentials))
+    assert call(handler)[0] == 502  # caches the wrong credentials
+    put_cybersource_secret(stack, moto_url, cybersource_credentials)
+    assert call(handler)[0] == 201
 
 
 def test_provider_5xx_then_success(handler, cybersource_url):
