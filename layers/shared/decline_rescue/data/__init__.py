@@ -1,0 +1,1 @@
+"""Versioned reference data (ISO code lists, card-network retry rules), kept as data."""
