@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import socket
 import sys
 import time
@@ -42,6 +43,14 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class FunctionTimeout(BaseException):
+    """Raised in the handler when the function's timeout passes (Lambda would kill it)."""
+
+
+def _timed_out(signum: int, frame: Any) -> None:
+    raise FunctionTimeout()
+
+
 def load_handler(spec: str):
     module_name, _, function_name = spec.rpartition(".")
     return getattr(importlib.import_module(module_name), function_name)
@@ -70,8 +79,17 @@ def serve(handler_spec: str, name: str, memory: int, timeout: int, sock: socket.
             length = int(self.headers.get("Content-Length", 0))
             event = json.loads(self.rfile.read(length) or b"null")
             context = LambdaContext(name, memory, timeout)
+            signal.signal(signal.SIGALRM, _timed_out)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
                 result = handler(event, context)
+            except FunctionTimeout:
+                self._answer(
+                    200,
+                    {"errorMessage": f"Task timed out after {timeout:.2f} seconds", "errorType": "Sandbox.Timedout"},
+                    {"X-Amz-Function-Error": "Unhandled"},
+                )
+                return
             except Exception as exc:  # noqa: BLE001 - reported like Lambda does
                 traceback.print_exc()
                 sys.stderr.flush()
@@ -85,6 +103,8 @@ def serve(handler_spec: str, name: str, memory: int, timeout: int, sock: socket.
                     {"X-Amz-Function-Error": "Unhandled"},
                 )
                 return
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
             sys.stdout.flush()
             self._answer(200, result)
 

@@ -118,6 +118,7 @@ class LogSink:
         self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._echo = echo
         self._lock = threading.Lock()
+        self._pumps: list[threading.Thread] = []
 
     def write(self, source: str, line: str) -> None:
         text = f"[{source}] {line.rstrip()}\n"
@@ -136,24 +137,50 @@ class LogSink:
 
         thread = threading.Thread(target=run, daemon=True, name=f"log-{source}")
         thread.start()
+        self._pumps.append(thread)
         return thread
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait for every pump to reach the end of its stream (its process has exited)."""
+        deadline = time.monotonic() + timeout
+        for thread in self._pumps:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
 
 
-def _wait_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def _wait_http(
+    url: str, timeout: float = 30.0, process: subprocess.Popen | None = None, expect: str | None = None
+) -> None:
+    """Wait until ``url`` answers (with ``expect`` in its body, when given) and the
+    process serving it is still alive: a port held by something else must not pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+            raise RuntimeError(f"{url}: the process exited with {process.returncode} (is the port in use?)")
         try:
-            httpx.get(url, timeout=1.0)
-            return
+            response = httpx.get(url, timeout=1.0)
         except httpx.HTTPError:
             time.sleep(0.05)
+            continue
+        if expect is not None and expect not in response.text:
+            raise RuntimeError(f"{url} is answered by something else: is the port in use?")
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode} (is the port in use?)")
+        return
     raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+def ensure_free(port: int, what: str, variable: str) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(
+                f"port {port} for the {what} is in use (another local stack?); set {variable} to another port"
+            ) from None
 
 
 def _base_env() -> dict[str, str]:
@@ -201,6 +228,7 @@ class FunctionWorker:
             ],
             env={**env, "PYTHONPATH": path},
             cwd=spec.code_dir,
+            start_new_session=True,
             pass_fds=(listener.fileno(),),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -232,12 +260,19 @@ class FunctionWorker:
 
 
 def _terminate(process: subprocess.Popen) -> None:
+    """Stop a child and its process group (it was started in a session of its own)."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                process.kill()
             process.wait()
 
 
@@ -279,6 +314,7 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, *args],
+            start_new_session=True,
             env={
                 **_base_env(),
                 "PYTHONPATH": str(ROOT / "layers" / "shared") + os.pathsep + str(ROOT),
@@ -307,6 +343,10 @@ class LocalStack:
 
     def _start(self) -> None:
         cfg = self.config
+        ensure_free(cfg.moto_port, "moto server", "MOTO_PORT")
+        ensure_free(cfg.gateway_port, "API gateway", "GATEWAY_PORT")
+        if cfg.cybersource.emulated:
+            ensure_free(cfg.cybersource_port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
         moto = self._spawn("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
         emulator = None
         if cfg.cybersource.emulated:
@@ -325,9 +365,9 @@ class LocalStack:
                     cfg.cybersource.shared_secret,
                 ],
             )
-        _wait_http(self.moto_url + "/moto-api/", process=moto)
+        _wait_http(self.moto_url + "/moto-api/data.json", process=moto)
         if emulator is not None:
-            _wait_http(self.cybersource_url + "/__emulator/health", process=emulator)
+            _wait_http(self.cybersource_url + "/__emulator/health", process=emulator, expect='"cybersource"')
 
         parameters = {"Stage": "local", "CybersourceBaseUrl": self.cybersource_url, **cfg.parameters}
         self.stack = Provisioner(self.moto_url, cfg.stack_name, parameters, REGION).provision()
@@ -388,7 +428,7 @@ class LocalStack:
         for process in self.processes:
             _terminate(process)
         self.processes.clear()
-        time.sleep(0.05)  # let the log pumps drain
+        self.logs.drain()
         self.logs.close()
 
     def __enter__(self) -> LocalStack:

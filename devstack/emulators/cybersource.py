@@ -315,6 +315,15 @@ class CybersourceEmulator(Emulator):
         with self._sessions_lock:
             self._expire_sessions(now)
             self.contexts[kid] = Session(kid, key, token, tuple(required), tuple(optional), claims["exp"])
+        if fault and fault.get("trickle"):  # the answer dribbles out, one chunk per interval
+            pause = float(fault["trickle"])
+
+            def dribble():
+                for i in range(0, len(token), 64):
+                    time.sleep(pause)
+                    yield token[i : i + 64].encode()
+
+            return Response(dribble(), status=201, content_type="application/jwt;charset=utf-8")
         return Response(token, status=201, content_type="application/jwt;charset=utf-8")
 
     def _expire_sessions(self, now: int) -> None:
@@ -338,6 +347,8 @@ class CybersourceEmulator(Emulator):
             header = json.loads(_b64url_decode(parts[0]))
         except ValueError:
             return _error(400, "VALIDATION_ERROR", "the JWE header is not JSON")
+        if not isinstance(header, dict):
+            return _error(400, "VALIDATION_ERROR", "the JWE header is not a JSON object")
         alg, enc = header.get("alg"), header.get("enc")
         if alg not in ("RSA-OAEP", "RSA-OAEP-256") or enc != "A256GCM":
             return _error(400, "VALIDATION_ERROR", f"unsupported JWE alg/enc {alg}/{enc}")
@@ -356,6 +367,8 @@ class CybersourceEmulator(Emulator):
             message = json.loads(plain)
         except Exception:  # noqa: BLE001 - any decryption failure is the client's
             return _error(400, "VALIDATION_ERROR", "the JWE does not decrypt")
+        if not isinstance(message, dict) or not isinstance(message.get("data", {}), dict):
+            return _error(400, "VALIDATION_ERROR", 'the JWE payload must be {"data": {...}, "context": ...}')
         if message.get("context") != session.token:
             return _error(400, "CAPTURE_CONTEXT_INVALID", "the capture context is not the one the key belongs to")
         if time.time() > session.expires:

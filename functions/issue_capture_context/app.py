@@ -11,7 +11,7 @@ app = make_resolver()
 
 @app.post("/capture-contexts")
 def create_capture_context():
-    context = issue_capture_context(parse_selection(json_body(app)))
+    context = issue_capture_context(parse_selection(json_body(app)), lambda_context=app.lambda_context)
     return json_response(
         201,
         {

@@ -198,4 +198,5 @@ def test_missing_secret_is_a_clear_configuration_error(function_env):
     status, body, _ = call(module)
     assert status == 503
     assert body["error"]["code"] == "CONFIGURATION_ERROR"
-    assert "no-such-secret" in body["error"]["message"]
+    assert body["error"]["reason"] == "unreadable"
+    assert "no-such-secret" not in json.dumps(body), "the caller learns nothing about our secrets"

@@ -74,3 +74,18 @@ def log_card_data(logger) -> None:
         raise ValueError("bad card 372425119311008")
     except ValueError:
         logger.exception("failed")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"ref": 4111111111111111},
+        {"5555555555554444": "as a key"},
+        {"note": "4111.1111.1111.1111"},
+        {"note": "4111  1111  1111  1111"},
+        {"items": {4111111111111111, 1}},
+    ],
+    ids=["int", "key", "dots", "double-spaces", "set"],
+)
+def test_redaction_covers_every_shape(record):
+    assert find_pans(json.dumps(redact(record), default=str)) == []

@@ -6,15 +6,18 @@ logged and answered as a generic 500 that leaks nothing (a bug, never a design p
 
 from __future__ import annotations
 
+import binascii
 import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from decline_rescue.carddata import redact
 from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
 from decline_rescue.observability import logger, metrics
 
 JSON = "application/json"
+MAX_BODY_BYTES = 64 * 1024
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -36,7 +39,8 @@ def make_resolver() -> APIGatewayRestResolver:
             "request refused",
             extra={"error_code": exc.code, "status": exc.status_code, "reason": exc.reason},
         )
-        return json_response(exc.status_code, exc.body())
+        # an error body may name what the caller sent (a field name): never card data
+        return json_response(exc.status_code, redact(exc.body()))
 
     @app.exception_handler(Exception)
     def unexpected_error(exc: Exception) -> Response:
@@ -55,10 +59,13 @@ def make_resolver() -> APIGatewayRestResolver:
 
 def json_body(app: APIGatewayRestResolver) -> Any:
     """The request body as JSON, ``None`` when empty; 400 naming ``body`` when not JSON."""
-    raw = app.current_event.decoded_body
-    if raw is None or not str(raw).strip():
+    event = app.current_event
+    raw = event.body
+    if raw is None or not raw.strip():
         return None
+    if len(raw) > MAX_BODY_BYTES * (4 / 3 if event.is_base64_encoded else 1):
+        raise InvalidRequest([FieldProblem("body", "too_large", f"must be at most {MAX_BODY_BYTES} bytes")])
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None
+        return json.loads(event.decoded_body)
+    except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
+        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8)")]) from None

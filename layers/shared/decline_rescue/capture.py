@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from decline_rescue import settings
-from decline_rescue.errors import CaptureContextUnverified, FieldProblem, InvalidRequest
+from decline_rescue.deadline import within
+from decline_rescue.errors import CaptureContextUnverified, ConfigurationError, FieldProblem, InvalidRequest
 from decline_rescue.observability import logger, metrics
 
 # The capturable fields, as listed by seed 000 ("Payment API Fields").
@@ -80,8 +81,15 @@ class FieldSelection:
 
 
 def default_selection() -> FieldSelection:
+    """The configured default, held to the same rules as a request's selection."""
     cfg = settings.cybersource()
-    return FieldSelection(cfg.capture_required_fields, cfg.capture_optional_fields)
+    configured = FieldSelection(cfg.capture_required_fields, cfg.capture_optional_fields)
+    try:
+        return parse_selection({"fields": configured.as_flex_fields()})
+    except InvalidRequest as exc:
+        raise ConfigurationError(
+            "the default capture fields (CAPTURE_REQUIRED_FIELDS / CAPTURE_OPTIONAL_FIELDS) are invalid: " + exc.message
+        ) from None
 
 
 def parse_selection(body: Any) -> FieldSelection:
@@ -174,16 +182,18 @@ def _leaf(
     (required if flag else optional).append(path)
 
 
-def issue_capture_context(selection: FieldSelection, client=None):
-    """Ask Cybersource for a capture context for ``selection`` and verify it."""
+def issue_capture_context(selection: FieldSelection, client=None, *, lambda_context=None):
+    """Ask Cybersource for a capture context for ``selection`` and verify it, all within
+    one time budget (the provider budget, and never past the Lambda timeout)."""
     client = client or cybersource_client()
-    token = client.create_session(selection.as_flex_fields())
-    try:
-        verified = client.verify(token, required=selection.required, optional=selection.optional)
-    except CaptureContextUnverified as exc:
-        metrics.add_metric(name="CaptureContextVerificationFailed", unit="Count", value=1)
-        logger.error("capture context failed verification", extra={"reason": exc.reason})
-        raise
+    with within(settings.cybersource().calls.budget_seconds, lambda_context=lambda_context):
+        token = client.create_session(selection.as_flex_fields())
+        try:
+            verified = client.verify(token, required=selection.required, optional=selection.optional)
+        except CaptureContextUnverified as exc:
+            metrics.add_metric(name="CaptureContextVerificationFailed", unit="Count", value=1)
+            logger.error("capture context failed verification", extra={"reason": exc.reason})
+            raise
     metrics.add_metric(name="CaptureContextIssued", unit="Count", value=1)
     return verified
 
@@ -197,13 +207,14 @@ def cybersource_client():
     if _client is None:
         from decline_rescue.adapters.cybersource import Credentials, CybersourceClient
         from decline_rescue.adapters.http import ProviderHttp
-        from decline_rescue.adapters.secrets import json_secret, require_keys
+        from decline_rescue.adapters.secrets import json_secret, require_base64, require_keys
 
         cfg = settings.cybersource()
 
         def credentials(force: bool) -> Credentials:
             raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
             values = require_keys(cfg.secret_id, raw, ("merchantId", "keyId", "sharedSecret"))
+            require_base64(cfg.secret_id, "sharedSecret", values["sharedSecret"])
             return Credentials(values["merchantId"], values["keyId"], values["sharedSecret"])
 
         _client = CybersourceClient(

@@ -14,8 +14,10 @@ from typing import Any
 REDACTED = "[REDACTED]"
 REDACTED_PAN = "[REDACTED_PAN]"
 
-# 13-19 digits, optionally grouped by single spaces or dashes, not glued to other digits.
-_PAN_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+# 13-19 digits, optionally grouped by up to two spaces, dots or dashes, not glued to
+# other digits.
+_PAN_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ .\-]{0,2}[0-9]){12,18}(?![0-9])")
+_SEPARATORS = re.compile(r"[ .\-]")
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -49,7 +51,7 @@ def luhn_valid(digits: str) -> bool:
 
 
 def is_pan(value: str) -> bool:
-    digits = value.replace(" ", "").replace("-", "")
+    digits = _SEPARATORS.sub("", value)
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
 
 
@@ -57,7 +59,7 @@ def find_pans(text: str) -> list[str]:
     """Every Luhn-valid 13-19 digit run in ``text`` (separators removed)."""
     found = []
     for match in _PAN_CANDIDATE.finditer(text):
-        digits = match.group(0).replace(" ", "").replace("-", "")
+        digits = _SEPARATORS.sub("", match.group(0))
         if luhn_valid(digits):
             found.append(digits)
     return found
@@ -80,15 +82,18 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
+            name = _redact_text(key) if isinstance(key, str) else redact(key)
             if isinstance(key, str) and key.lower() in SENSITIVE_KEYS and item not in (None, "", {}):
-                out[key] = REDACTED
+                out[name] = REDACTED
             else:
-                out[key] = redact(item)
+                out[name] = redact(item)
         return out
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set)):
         return [redact(item) for item in value]
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, float)):
         return value
+    if isinstance(value, int):
+        return REDACTED_PAN if is_pan(str(value)) else value
     # anything else (an exception object in a stack trace, a datetime, ...) is logged
     # through str(): redact that text rather than trust the object
     return _redact_text(str(value))

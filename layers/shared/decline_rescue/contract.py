@@ -21,7 +21,7 @@ import ipaddress
 import json
 import re
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -77,7 +77,7 @@ def _offset(value: Any) -> Any:
 
 
 def _int_not_bool(value: Any) -> Any:
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise PydanticCustomError("type", "must be an integer")
     return value
 
@@ -113,13 +113,15 @@ class Transaction(Part):
     @field_validator("timestampUtc")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @field_validator("responseStatus")
     @classmethod
     def _declined(cls, value: str | None) -> str | None:
         if value and value.strip().upper() in DECLINED_STATUS_WORDS:
-            raise PydanticCustomError("not_declined", "says the transaction was not declined: only declines are rescued")
+            raise PydanticCustomError(
+                "not_declined", "says the transaction was not declined: only declines are rescued"
+            )
         return value
 
 
@@ -256,17 +258,16 @@ class AdditionalField(Part):
 
 class EvaluateRequest(Part):
     isDeclined: StrictBool
-    transactionType: Annotated[
-        str, _code(frozenset({"AUTHORIZATION", "PURCHASE"}), "transaction type: AUTHORIZATION or PURCHASE")
-    ] | None = None
+    transactionType: (
+        Annotated[str, _code(frozenset({"AUTHORIZATION", "PURCHASE"}), "transaction type: AUTHORIZATION or PURCHASE")]
+        | None
+    ) = None
     mid: OptText = None
     orderId: Text
     siteId: Text
     customerIp: OptText = None
     siteUrl: OptText = None
-    orderSource: Annotated[
-        str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)
-    ] | None = None
+    orderSource: Annotated[str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)] | None = None
     idempotencyKey: uuid.UUID
     sequenceNumber: StrictInt | OptText = None
     isMIT: StrictBool | None = None
@@ -312,7 +313,7 @@ class EvaluateRequest(Part):
     def _expiry_utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return value
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     # -- what the rest of the stack reads --------------------------------------------
 
@@ -391,7 +392,7 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
         if error["type"] in ("int_type", "int_parsing", "int_from_float") and loc and loc[-1] in _CENTS:
             message = "must be an integer number of cents (e.g. 1999 for 19.99)"
         if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         rule = "missing" if error["type"] == "missing" else error["type"]
         problems.append(FieldProblem(_where(loc), rule, "is required" if rule == "missing" else message))
     return problems
@@ -405,20 +406,29 @@ def card_guard(raw: Any, *, allow_card_numbers: bool) -> list[FieldProblem]:
     problems = []
     number = pm.get("cardNumber")
     if isinstance(number, (str, int)) and not isinstance(number, bool) and is_pan(str(number)):
-        problems.append(FieldProblem(
-            "paymentMethod.cardNumber", "card_number_not_allowed",
-            "looks like a card number: this stack accepts tokens only (send the token with token: true)",
-        ))
+        problems.append(
+            FieldProblem(
+                "paymentMethod.cardNumber",
+                "card_number_not_allowed",
+                "looks like a card number: this stack accepts tokens only (send the token with token: true)",
+            )
+        )
     elif pm.get("token") is False:
-        problems.append(FieldProblem(
-            "paymentMethod.token", "token_required",
-            "must be true: this stack accepts tokens only, not card numbers",
-        ))
+        problems.append(
+            FieldProblem(
+                "paymentMethod.token",
+                "token_required",
+                "must be true: this stack accepts tokens only, not card numbers",
+            )
+        )
     if pm.get("verificationValue") not in (None, ""):
-        problems.append(FieldProblem(
-            "paymentMethod.verificationValue", "cvv_not_allowed",
-            "a CVV is accepted only when the stack is deployed with card numbers allowed",
-        ))
+        problems.append(
+            FieldProblem(
+                "paymentMethod.verificationValue",
+                "cvv_not_allowed",
+                "a CVV is accepted only when the stack is deployed with card numbers allowed",
+            )
+        )
     return problems
 
 
@@ -433,7 +443,9 @@ def conditional_rules(request: EvaluateRequest, *, now: datetime, allow_card_num
         need("isRecurring", request.isRecurring is not None, "for merchant-initiated transactions (isMIT)")
         need("expiryDateUtc", request.expiryDateUtc is not None, "for merchant-initiated transactions (isMIT)")
         if request.expiryDateUtc is not None and request.expiryDateUtc <= now:
-            problems.append(FieldProblem("expiryDateUtc", "in_past", "must be in the future: FlexFactor retries until then"))
+            problems.append(
+                FieldProblem("expiryDateUtc", "in_past", "must be in the future: FlexFactor retries until then")
+            )
         if request.isRecurring:
             need("subscription", request.subscription is not None, "for recurring merchant-initiated transactions")
             need("threeDSecure", request.threeDSecure is not None, "for recurring merchant-initiated transactions")
@@ -461,16 +473,19 @@ def conditional_rules(request: EvaluateRequest, *, now: datetime, allow_card_num
     if allow_card_numbers and is_pan(pm.cardNumber):
         digits = re.sub(r"[ -]", "", pm.cardNumber)
         if digits[:6] != pm.cardBinNumber or digits[-4:] != pm.cardLast4Digits:
-            problems.append(FieldProblem(
-                "paymentMethod.cardBinNumber", "card_mismatch",
-                "cardBinNumber and cardLast4Digits must match the card number",
-            ))
+            problems.append(
+                FieldProblem(
+                    "paymentMethod.cardBinNumber",
+                    "card_mismatch",
+                    "cardBinNumber and cardLast4Digits must match the card number",
+                )
+            )
     return problems
 
 
 def validate_request(raw: Any, *, allow_card_numbers: bool = False, now: datetime | None = None) -> EvaluateRequest:
     """The validated request, or ``InvalidRequest`` naming every field and rule."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if not isinstance(raw, dict):
         raise InvalidRequest([FieldProblem("body", "type", "must be a JSON object")])
     guard = card_guard(raw, allow_card_numbers=allow_card_numbers)

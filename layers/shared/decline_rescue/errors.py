@@ -40,21 +40,30 @@ class DeclineRescueError(Exception):
 
 
 class InvalidRequest(DeclineRescueError):
-    """The caller's input breaks a rule: 400, naming each field and rule."""
+    """The caller's input breaks a rule: 400, naming each field and rule.
+
+    The answer lists at most ``MAX_DETAILS`` problems (a hostile body must not turn into
+    a huge answer) and says how many were left out."""
 
     status_code = 400
     code = "INVALID_REQUEST"
+    MAX_DETAILS = 25
 
     def __init__(self, problems: list[FieldProblem], message: str | None = None) -> None:
         if not problems:
             raise ValueError("InvalidRequest needs at least one problem")
         self.problems = list(problems)
-        summary = "; ".join(f"{p.field}: {p.message}" for p in self.problems)
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        summary = f"{first.field}: {first.message}" + (f" (and {more} more problem(s))" if more else "")
         super().__init__(message or summary)
 
     def body(self) -> dict:
         body = super().body()
-        body["error"]["details"] = [p.as_dict() for p in self.problems]
+        shown = self.problems[: self.MAX_DETAILS]
+        body["error"]["details"] = [p.as_dict() for p in shown]
+        if len(self.problems) > len(shown):
+            body["error"]["omittedDetails"] = len(self.problems) - len(shown)
         return body
 
 

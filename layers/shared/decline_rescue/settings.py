@@ -92,6 +92,58 @@ def cybersource() -> CybersourceSettings:
     )
 
 
+@dataclass(frozen=True)
+class FlexFactorSettings:
+    base_url: str
+    secret_id: str
+    calls: ProviderCallSettings
+    secret_max_age_seconds: int
+
+
+@lru_cache(maxsize=1)
+def flexfactor() -> FlexFactorSettings:
+    return FlexFactorSettings(
+        base_url=_required("FLEXFACTOR_BASE_URL").rstrip("/"),
+        secret_id=_required("FLEXFACTOR_SECRET_ID"),
+        calls=provider_calls("FLEXFACTOR"),
+        secret_max_age_seconds=int(_number("SECRET_MAX_AGE_SECONDS", 300)),
+    )
+
+
+@dataclass(frozen=True)
+class DeclineSettings:
+    orders_table: str
+    idempotency_table: str
+    declines_queue_url: str
+    event_bus: str
+    allow_card_numbers: bool
+    amount_min_exclusive: int
+    amount_max_exclusive: int
+    mit_max_age_hours: float
+    idempotency_ttl_seconds: int
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+@lru_cache(maxsize=1)
+def declines() -> DeclineSettings:
+    return DeclineSettings(
+        orders_table=_required("ORDERS_TABLE"),
+        idempotency_table=_required("IDEMPOTENCY_TABLE"),
+        declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
+        event_bus=_required("EVENT_BUS_NAME"),
+        allow_card_numbers=_flag("ALLOW_CARD_NUMBERS"),
+        amount_min_exclusive=int(_number("AMOUNT_MIN_EXCLUSIVE_CENTS", 0)),
+        amount_max_exclusive=int(_number("AMOUNT_MAX_EXCLUSIVE_CENTS", 20000)),
+        mit_max_age_hours=_number("MIT_MAX_AGE_HOURS", 24),
+        idempotency_ttl_seconds=int(_number("IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600)),
+    )
+
+
 def reset() -> None:
     """Forget cached settings (tests change the environment between cases)."""
     cybersource.cache_clear()
+    flexfactor.cache_clear()
+    declines.cache_clear()

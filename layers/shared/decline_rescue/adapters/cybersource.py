@@ -119,14 +119,14 @@ class CybersourceClient:
                 return Prepared(headers=headers, content=body)
 
             response = self.http.request("POST", SESSIONS_PATH, prepare)
-            if response.status_code != 401:
+            if response.status_code not in (401, 403):
                 break
             logger.warning("cybersource refused the credentials", extra={"reread_secret": not force})
-        if response.status_code == 401:
+        if response.status_code in (401, 403):
             raise ProviderAuthError(
                 PROVIDER,
-                "Cybersource refused the merchant credentials (HTTP 401): check the merchant id, "
-                "key id and shared secret in the Cybersource secret",
+                f"Cybersource refused the merchant credentials (HTTP {response.status_code}): check the merchant "
+                "id, key id and shared secret in the Cybersource secret",
                 reason=_provider_reason(response),
             )
         if response.status_code not in (200, 201):

@@ -1,8 +1,11 @@
 """One HTTP client per provider, kept across warm invocations, with bounded retries.
 
-Retries happen on timeouts, transport errors and 5xx (plus any status a provider marks
-as "try again", e.g. FlexFactor's 409 in progress), with exponential backoff and jitter,
-and never past the call's time budget. Everything else is returned to the caller.
+Retries happen on timeouts, transport errors, 429 and 5xx (plus any status a provider
+marks as "try again", e.g. FlexFactor's 409 in progress), with exponential backoff and
+jitter (or the provider's Retry-After), and never past the call's time budget nor the
+invocation's (``decline_rescue.deadline``): the body is read in chunks against the same
+deadline, so a provider that trickles its answer cannot hold the function past it.
+Everything else is returned to the caller.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from decline_rescue import deadline as invocation
 from decline_rescue.errors import ProviderTimeout, ProviderUnavailable
 from decline_rescue.observability import logger
 from decline_rescue.settings import ProviderCallSettings
@@ -59,24 +63,44 @@ class ProviderHttp:
         return f"{url.host}:{url.port}"
 
     def _retryable(self, status: int) -> bool:
-        return status >= 500 or status in self.retry_statuses
+        return status >= 500 or status == 429 or status in self.retry_statuses
+
+    def _send(self, method: str, path: str, prepared: Prepared, deadline: float) -> httpx.Response:
+        remaining = deadline - time.monotonic()
+        timeout = httpx.Timeout(
+            min(self.calls.read_timeout, remaining), connect=min(self.calls.connect_timeout, remaining)
+        )
+        request = self._client.build_request(
+            method, path, headers=prepared.headers, content=prepared.content, timeout=timeout
+        )
+        response = self._client.send(request, stream=True)
+        try:
+            chunks = []
+            for chunk in response.iter_bytes():  # decoded (gzip etc.), as .content would be
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the answer did not arrive within the budget", request=request)
+            response._content = b"".join(chunks)  # noqa: SLF001 - httpx's own cache of a read body
+        finally:
+            response.close()
+        return response
 
     def request(self, method: str, path: str, prepare: Callable[[], Prepared]) -> httpx.Response:
         calls = self.calls
         deadline = time.monotonic() + calls.budget_seconds
+        outer = invocation.current()
+        if outer is not None:
+            deadline = min(deadline, outer)
         failure: str = ""
         timed_out = False
+        retry_after = 0.0
         for attempt in range(1, calls.max_attempts + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            prepared = prepare()
-            timeout = httpx.Timeout(min(calls.read_timeout, remaining), connect=min(calls.connect_timeout, remaining))
             try:
-                response = self._client.request(
-                    method, path, headers=prepared.headers, content=prepared.content, timeout=timeout
-                )
+                response = self._send(method, path, prepare(), deadline)
             except httpx.TimeoutException as exc:
                 failure, timed_out = f"timed out ({type(exc).__name__})", True
             except httpx.TransportError as exc:
@@ -85,14 +109,15 @@ class ProviderHttp:
                 if not self._retryable(response.status_code):
                     return response
                 failure, timed_out = f"HTTP {response.status_code}", False
-                response.close()
+                retry_after = _retry_after(response)
             logger.warning(
                 "provider call failed",
                 extra={"provider": self.provider, "path": path, "attempt": attempt, "failure": failure},
             )
             if attempt == calls.max_attempts:
                 break
-            pause = calls.backoff_base * (2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            pause = max(retry_after, calls.backoff_base * (2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+            retry_after = 0.0
             if time.monotonic() + pause >= deadline:
                 timed_out = timed_out or not failure
                 break
@@ -111,3 +136,9 @@ class ProviderHttp:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds the provider asked us to wait (delta-seconds form only), capped at 5."""
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), 5.0) if value.strip().isdigit() else 0.0

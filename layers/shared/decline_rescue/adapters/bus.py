@@ -1,0 +1,38 @@
+"""Order status events on the EventBridge bus, for the merchant's own systems."""
+
+from __future__ import annotations
+
+import json
+
+from decline_rescue.adapters.aws import client
+from decline_rescue.adapters.orders import Change
+from decline_rescue.observability import logger, metrics
+
+SOURCE = "decline-rescue"
+DETAIL_TYPE = "OrderStatusChanged"
+
+
+def publish(bus: str, change: Change) -> bool:
+    """One event per applied change; a failure is logged and counted, never raised
+    (the change is already recorded in the order's history)."""
+    detail = {
+        "orderId": change.order_id,
+        "previousStatus": change.previous,
+        "status": change.status,
+        "version": change.version,
+        "source": change.source,
+        "time": change.at,
+    }
+    if change.detail:
+        detail["reason"] = change.detail
+    try:
+        response = client("events").put_events(
+            Entries=[{"Source": SOURCE, "DetailType": DETAIL_TYPE, "Detail": json.dumps(detail), "EventBusName": bus}]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(response["Entries"][0].get("ErrorCode", "failed"))
+    except Exception as exc:  # noqa: BLE001 - an event lost is logged and measured, the write stands
+        logger.error("status event not published", extra={"orderId": change.order_id, "error": str(exc)[:200]})
+        metrics.add_metric(name="StatusEventPublishFailed", unit="Count", value=1)
+        return False
+    return True

@@ -1,0 +1,178 @@
+"""FlexFactor client: OAuth2 token, /v1/evaluate, orders.
+
+- ``POST /v1/oauth2/token`` with ``{"AppKey", "AppSecret"}`` from Secrets Manager; the
+  token is cached for the execution environment and refreshed before it expires or once
+  on a 401 (the provider asks not to fetch a token per request).
+- ``POST /v1/evaluate`` with bounded retries on timeouts, 5xx and 409 (an idempotent
+  request still in progress), always with the same body, so the same idempotencyKey:
+  a retry never creates a second rescue.
+- A provider 400 (``errors: {"Field": ["message"]}``) becomes ``ProviderValidationFailed``
+  naming each field in the request's own spelling.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from decline_rescue.adapters.http import Prepared, ProviderHttp
+from decline_rescue.errors import (
+    FieldProblem,
+    InvalidRequest,
+    ProviderAuthError,
+    ProviderRejected,
+)
+from decline_rescue.observability import logger
+
+PROVIDER = "flexfactor"
+TOKEN_PATH = "/v1/oauth2/token"
+EVALUATE_STATUSES = frozenset({"APPROVED", "DECLINED", "CHALLENGE", "CAPTUREREQUIRED", "SUBMITTED"})
+REFRESH_MARGIN_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Credentials:
+    app_key: str
+    app_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EvaluateAnswer:
+    status: str
+    order_session_key: str
+    sense_key: str | None
+    raw: dict[str, Any]
+
+
+class ProviderValidationFailed(InvalidRequest):
+    """FlexFactor refused the request's fields (its 400): the caller must fix them."""
+
+    code = "PROVIDER_VALIDATION_FAILED"
+
+
+def _field_name(provider_field: str) -> str:
+    """``PaymentMethod.ExpirationMonth`` -> ``paymentMethod.expirationMonth``."""
+    parts = [p for p in provider_field.replace("$.", "").split(".") if p]
+    return ".".join(p[:1].lower() + p[1:] for p in parts) or "body"
+
+
+class FlexFactorClient:
+    def __init__(
+        self,
+        http: ProviderHttp,
+        credentials: Callable[[bool], Credentials],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.http = http
+        self._credentials = credentials
+        self._clock = clock
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = threading.Lock()
+
+    # -- token ----------------------------------------------------------------------
+
+    def _fetch_token(self) -> None:
+        for force in (False, True):
+            creds = self._credentials(force)
+            body = json.dumps({"AppKey": creds.app_key, "AppSecret": creds.app_secret}).encode()
+            response = self.http.request(
+                "POST",
+                TOKEN_PATH,
+                lambda body=body: Prepared({"Content-Type": "application/json", "Accept": "application/json"}, body),
+            )
+            if response.status_code != 401:
+                break
+            logger.warning("flexfactor refused the app credentials", extra={"reread_secret": not force})
+        if response.status_code == 401:
+            raise ProviderAuthError(
+                PROVIDER,
+                "FlexFactor refused the app credentials (HTTP 401): "
+                "check appKey and appSecret in the FlexFactor secret",
+            )
+        if response.status_code != 200:
+            raise ProviderRejected(PROVIDER, f"FlexFactor token request failed (HTTP {response.status_code})")
+        try:
+            data = response.json()
+            token = data["accessToken"]
+            expires = float(data.get("expires") or 0) / 1000.0 or self._clock() + 600
+        except (ValueError, KeyError, TypeError):
+            raise ProviderRejected(PROVIDER, "FlexFactor token answer is malformed") from None
+        self._token, self._token_expires = token, expires
+
+    def bearer(self, *, force: bool = False) -> str:
+        with self._lock:
+            if force or self._token is None or self._clock() >= self._token_expires - REFRESH_MARGIN_SECONDS:
+                self._fetch_token()
+            assert self._token is not None
+            return self._token
+
+    def _authorized(self, method: str, path: str, body: bytes | None = None):
+        for refresh in (False, True):
+            token = self.bearer(force=refresh)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            response = self.http.request(method, path, lambda headers=headers: Prepared(headers, body))
+            if response.status_code != 401:
+                return response
+            logger.warning("flexfactor refused the access token", extra={"path": path, "refreshed": refresh})
+        raise ProviderAuthError(PROVIDER, "FlexFactor refused a freshly issued access token (HTTP 401)")
+
+    # -- endpoints ------------------------------------------------------------------
+
+    def evaluate(self, body: dict[str, Any]) -> EvaluateAnswer:
+        response = self._authorized("POST", "/v1/evaluate", json.dumps(body, separators=(",", ":")).encode())
+        if response.status_code == 400:
+            raise ProviderValidationFailed(_validation_problems(response), "FlexFactor refused the request's fields")
+        if response.status_code != 200:
+            raise ProviderRejected(
+                PROVIDER, f"FlexFactor refused the evaluation (HTTP {response.status_code})", reason=_title(response)
+            )
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProviderRejected(PROVIDER, "FlexFactor answered something that is not JSON") from None
+        data = {k[:1].lower() + k[1:]: v for k, v in data.items()} if isinstance(data, dict) else {}
+        status = str(data.get("status") or "").upper()
+        key = data.get("orderSessionKey") or data.get("orderId")
+        if status not in EVALUATE_STATUSES or not key:
+            raise ProviderRejected(
+                PROVIDER,
+                "FlexFactor answered without a known status or order session key",
+                reason=status or "no status",
+            )
+        return EvaluateAnswer(status, str(key), data.get("senseKey"), data)
+
+    def get_order(self, order_session_key: str) -> dict[str, Any] | None:
+        response = self._authorized("GET", f"/v1/orders/{order_session_key}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ProviderRejected(PROVIDER, f"FlexFactor order lookup failed (HTTP {response.status_code})")
+        return response.json()
+
+
+def _title(response) -> str:
+    try:
+        return str(response.json().get("title") or f"HTTP {response.status_code}")[:200]
+    except (ValueError, AttributeError):
+        return f"HTTP {response.status_code}"
+
+
+def _validation_problems(response) -> list[FieldProblem]:
+    try:
+        errors = response.json().get("errors") or {}
+    except (ValueError, AttributeError):
+        errors = {}
+    problems = []
+    if isinstance(errors, dict):
+        for name, messages in errors.items():
+            for message in messages if isinstance(messages, list) else [messages]:
+                problems.append(FieldProblem(_field_name(str(name)), "provider", str(message)[:300]))
+    return problems or [FieldProblem("body", "provider", _title(response))]

@@ -1,0 +1,272 @@
+"""Decline evaluation: one domain path for the API (customer- and merchant-initiated)
+and the declines queue (merchant-initiated, from billing systems or the API).
+
+``submit`` validates nothing itself: it takes an ``EvaluateRequest`` and
+1. refuses an orderId already used by another request (409);
+2. decides eligibility from the data-driven rules and the card's reattempt counters;
+   an ineligible decline is recorded ``NOT_SUBMITTED`` with the rule, no provider call;
+3. submits to FlexFactor (retries reuse the same idempotencyKey) and records the answer;
+4. publishes one status event per change.
+It is idempotent on ``idempotencyKey`` (Powertools idempotency, DynamoDB): a repeat
+returns the first answer without a second provider call; the same key with another
+payload is refused (409). A failure before the answer is recorded leaves no idempotency
+record behind, so the caller's retry (or the queue's redelivery) runs it again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from decline_rescue import eligibility, settings
+from decline_rescue.contract import EvaluateRequest, validate_request
+from decline_rescue.errors import DeclineRescueError
+from decline_rescue.observability import logger, metrics
+
+QUEUED = "QUEUED"
+NOT_SUBMITTED = "NOT_SUBMITTED"
+
+
+class IdempotencyConflict(DeclineRescueError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class RequestInProgress(DeclineRescueError):
+    status_code = 409
+    code = "REQUEST_IN_PROGRESS"
+
+
+# -- wiring (cached per execution environment) -----------------------------------------
+
+
+@lru_cache(maxsize=1)
+def orders():
+    from decline_rescue.adapters.orders import OrdersTable
+
+    return OrdersTable(settings.declines().orders_table)
+
+
+_flexfactor = None
+
+
+def flexfactor():
+    global _flexfactor
+    if _flexfactor is None:
+        from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
+        from decline_rescue.adapters.http import ProviderHttp
+        from decline_rescue.adapters.secrets import json_secret, require_keys
+
+        cfg = settings.flexfactor()
+
+        def credentials(force: bool) -> Credentials:
+            raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
+            values = require_keys(cfg.secret_id, raw, ("appKey", "appSecret"))
+            return Credentials(values["appKey"], values["appSecret"])
+
+        _flexfactor = FlexFactorClient(
+            ProviderHttp("flexfactor", cfg.base_url, cfg.calls, retry_statuses=frozenset({409})), credentials
+        )
+    return _flexfactor
+
+
+def merchant_defaults() -> dict[str, str]:
+    """mid and siteId from the FlexFactor secret, for requests that do not carry them."""
+    from decline_rescue.adapters.secrets import json_secret
+
+    cfg = settings.flexfactor()
+    raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds)
+    return {k: str(raw[s]) for k, s in (("mid", "mid"), ("siteId", "siteId")) if raw.get(s)}
+
+
+@lru_cache(maxsize=1)
+def _idempotency():
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
+    from decline_rescue.adapters.aws import client
+
+    cfg = settings.declines()
+    store = DynamoDBPersistenceLayer(table_name=cfg.idempotency_table, boto3_client=client("dynamodb"))
+    config = IdempotencyConfig(
+        event_key_jmespath="idempotencyKey",
+        payload_validation_jmespath="fingerprint",
+        expires_after_seconds=cfg.idempotency_ttl_seconds,
+        raise_on_no_idempotency_key=True,
+    )
+    return store, config
+
+
+def register_context(context: Any) -> None:
+    """Let in-progress idempotency records expire with the invocation (a crash mid-way
+    must not block the caller's retry until the record's TTL)."""
+    _idempotency()[1].register_lambda_context(context)
+
+
+def _idempotent(prefix: str, request: EvaluateRequest, work) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    store, config = _idempotency()
+
+    @idempotent_function(data_keyword_argument="key", persistence_store=store, config=config, key_prefix=prefix)
+    def run(key: dict[str, str]) -> dict[str, Any]:
+        return work()
+
+    try:
+        return run(key={"idempotencyKey": request.idempotency_key, "fingerprint": request.fingerprint()})
+    except IdempotencyValidationError:
+        raise IdempotencyConflict(
+            "idempotencyKey was used before with a different payload; use a new key for a new decline"
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise RequestInProgress("a request with this idempotencyKey is being processed; retry shortly") from None
+
+
+# -- the domain path -------------------------------------------------------------------
+
+
+def parse(raw: Any) -> EvaluateRequest:
+    """Validate a decline, filling mid and siteId from configuration when absent."""
+    cfg = settings.declines()
+    if isinstance(raw, dict) and not (raw.get("mid") and raw.get("siteId")):
+        raw = {**merchant_defaults(), **{k: v for k, v in raw.items() if v not in (None, "")}}
+    return validate_request(raw, allow_card_numbers=cfg.allow_card_numbers)
+
+
+def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"orderId": order_id, "status": status, **extra}
+
+
+def _publish(change) -> None:
+    from decline_rescue.adapters import bus
+
+    bus.publish(settings.declines().event_bus, change)
+
+
+def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
+    """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey."""
+    return _idempotent("submit", request, lambda: _submit(request, source))
+
+
+def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
+    cfg = settings.declines()
+    table = orders()
+    now = datetime.now(UTC)
+    order_id = request.order_id
+    existing = table.get_state(order_id)
+    if existing is not None and (
+        existing.get("idempotencyKey") != request.idempotency_key or existing["status"] not in (QUEUED,)
+    ):
+        from decline_rescue.adapters.orders import OrderConflict
+
+        raise OrderConflict(f"orderId {order_id} was submitted before with another idempotencyKey")
+
+    card = eligibility.card_key(request)
+    counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
+    decision = eligibility.decide(
+        request,
+        limits=eligibility.Limits(cfg.amount_min_exclusive, cfg.amount_max_exclusive, cfg.mit_max_age_hours),
+        now=now,
+        attempts_in=counts,
+    )
+    if not decision.eligible:
+        change = _record(table, request, existing, NOT_SUBMITTED, source, detail=decision.reason())
+        metrics.add_metric(name="DeclineNotSubmitted", unit="Count", value=1)
+        logger.info("decline not submitted", extra={"orderId": order_id, "rule": decision.rule})
+        _publish(change)
+        return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
+
+    answer = flexfactor().evaluate(request.to_provider())
+    table.record_attempt(card, now.date())
+    change = _record(
+        table,
+        request,
+        existing,
+        answer.status,
+        source,
+        fields={"orderSessionKey": answer.order_session_key, "senseKey": answer.sense_key},
+    )
+    metrics.add_metric(name="DeclineSubmitted", unit="Count", value=1)
+    logger.info("decline submitted", extra={"orderId": order_id, "status": answer.status})
+    _publish(change)
+    return _answer(order_id, answer.status, orderSessionKey=answer.order_session_key, submitted=True)
+
+
+def _record(
+    table,
+    request: EvaluateRequest,
+    existing: dict[str, Any] | None,
+    status: str,
+    source: str,
+    *,
+    fields: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+):
+    if existing is None:
+        return table.create({**request.safe_summary(), **(fields or {})}, status=status, source=source, detail=detail)
+    return table.transition(
+        request.order_id,
+        expected_version=int(existing["version"]),
+        previous=existing["status"],
+        status=status,
+        source=source,
+        fields=fields,
+        detail=detail,
+    )
+
+
+def accept(request: EvaluateRequest) -> dict[str, Any]:
+    """A merchant-initiated decline from the API: recorded QUEUED and put on the queue."""
+    return _idempotent("accept", request, lambda: _accept(request))
+
+
+def _accept(request: EvaluateRequest) -> dict[str, Any]:
+    from decline_rescue.adapters.aws import client
+
+    cfg = settings.declines()
+    change = orders().create(request.safe_summary(), status=QUEUED, source="api")
+    client("sqs").send_message(
+        QueueUrl=cfg.declines_queue_url,
+        MessageBody=json.dumps(request.to_provider(), separators=(",", ":")),
+        MessageAttributes={"orderId": {"DataType": "String", "StringValue": request.order_id}},
+    )
+    _publish(change)
+    metrics.add_metric(name="DeclineQueued", unit="Count", value=1)
+    return _answer(request.order_id, QUEUED, submitted=False)
+
+
+def handle_api(raw: Any) -> tuple[int, dict[str, Any]]:
+    """POST /declines: (HTTP status, body)."""
+    from decline_rescue.carddata import is_pan
+
+    request = parse(raw)
+    if request.is_mit and not is_pan(request.paymentMethod.cardNumber):
+        return 202, accept(request)
+    # customer-initiated, or (card numbers allowed) an MIT carrying a raw card number,
+    # which is submitted in the request so that the number never waits in a queue
+    return 200, submit(request, source="api")
+
+
+def handle_queued(body: str) -> dict[str, Any]:
+    """One declines-queue message (an evaluate payload)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        from decline_rescue.errors import FieldProblem, InvalidRequest
+
+        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None
+    return submit(parse(raw), source="queue")
+
+
+def get_order(order_id: str) -> dict[str, Any] | None:
+    state, history = orders().get_with_history(order_id)
+    if state is None:
+        return None
+    public = {k: v for k, v in state.items() if k not in ("pk", "sk")}
+    public["history"] = [{k: v for k, v in h.items() if k not in ("pk", "sk")} for h in history]
+    return public

@@ -1,0 +1,191 @@
+"""Rescue eligibility: decided before any provider call, from data (``data/retry_rules.json``).
+
+A decline is not submitted when a rule stops it; the decision names the rule, says why
+and carries the rules' version so a merchant can see what was applied:
+
+- ``amount_out_of_range``: outside the configured bounds (seed: > $0 and < $200; the
+  sandbox: > 10 and < 20000 cents);
+- ``card_expired``: the card's expiry month is over;
+- ``issuer_never_approves``: Visa reattempt category 1 codes (hard declines: lost,
+  stolen, invalid card...), applied to every network;
+- ``data_quality``: Visa category 3 codes: revalidate the payment data first;
+- ``mastercard_advice``: a Mastercard Merchant Advice Code that forbids a reattempt
+  (03 do not try again, 21 stop recurring, 01/04 update the card first);
+- ``mit_not_same_day``: a merchant-initiated decline not sent the day it failed;
+- ``reattempt_budget``: the card's reattempt budget is spent (Visa 20 in 30 days from
+  25 May 2025, 15 before; Mastercard 10 a day and 35 in 30 days; other networks use
+  Visa's), counted per card in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from decline_rescue.contract import EvaluateRequest
+
+MAC_KEYS = ("merchantadvicecode", "mac", "merchant_advice_code")
+
+
+@lru_cache(maxsize=1)
+def rules() -> dict[str, Any]:
+    return json.loads(resources.files("decline_rescue.data").joinpath("retry_rules.json").read_text())
+
+
+@dataclass(frozen=True)
+class Limits:
+    amount_min_exclusive: int = 0
+    amount_max_exclusive: int = 20000
+    mit_max_age_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    eligible: bool
+    rule: str | None = None
+    detail: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def reason(self) -> dict[str, Any]:
+        return {"rule": self.rule, "detail": self.detail, "rulesVersion": rules()["version"], **self.facts}
+
+
+def network(request: EvaluateRequest) -> str:
+    brand = request.paymentMethod.brand.replace(" ", "")
+    if brand.startswith("VISA"):
+        return "visa"
+    if brand.startswith(("MASTERCARD", "MC", "MAESTRO")):
+        return "mastercard"
+    bin6 = request.paymentMethod.cardBinNumber
+    if bin6.startswith("4"):
+        return "visa"
+    if bin6[:2] in {"51", "52", "53", "54", "55"} or 222100 <= int(bin6) <= 272099:
+        return "mastercard"
+    return "other"
+
+
+def response_code(request: EvaluateRequest) -> str:
+    code = request.transaction.responseCode.strip().upper()
+    return code.zfill(2) if code.isdigit() and len(code) == 1 else code
+
+
+def merchant_advice_code(request: EvaluateRequest) -> str | None:
+    """Mastercard's MAC, from ``additionalFields`` (key merchantAdviceCode or mac) or an
+    extra ``transaction.merchantAdviceCode`` field."""
+    extra = (request.transaction.model_extra or {}).get("merchantAdviceCode")
+    if extra is None:
+        for item in request.additionalFields or []:
+            if item.key and item.key.replace(" ", "").lower() in MAC_KEYS:
+                extra = item.value
+                break
+    if extra is None:
+        return None
+    text = str(extra).strip()
+    return text.zfill(2) if text.isdigit() else text.upper()
+
+
+def card_key(request: EvaluateRequest) -> str:
+    """Identifies a card for the reattempt budgets without the card number: the
+    fingerprint when given, else brand, BIN, last four and expiry."""
+    pm = request.paymentMethod
+    basis = (
+        f"fp:{pm.cardFingerprint}"
+        if pm.cardFingerprint
+        else f"{pm.brand}|{pm.cardBinNumber}|{pm.cardLast4Digits}|{pm.expirationMonth:02d}|{pm.expirationYear}"
+    )
+    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def visa_category(code: str) -> str:
+    for name, category in rules()["visa"]["categories"].items():
+        if code in category["codes"]:
+            return name
+    return "4"
+
+
+def budget_limits(net: str, today: date) -> list[tuple[int, int]]:
+    """(window_days, max_reattempts) pairs in force for a network on a day."""
+    if net == "mastercard":
+        return [(lim["window_days"], lim["max_reattempts"]) for lim in rules()["mastercard"]["limits"]]
+    current = [lim for lim in rules()["visa"]["limits"] if date.fromisoformat(lim["from"]) <= today]
+    latest = max(current, key=lambda lim: lim["from"])
+    return [(latest["window_days"], latest["max_reattempts"])]
+
+
+def decide(
+    request: EvaluateRequest, *, limits: Limits, now: datetime, attempts_in: dict[int, int] | None = None
+) -> Decision:
+    """Whether to submit; ``attempts_in`` maps a window in days to the card's reattempts
+    in that window (from the attempts store), for the budget rules."""
+    amount = request.transaction.amount
+    if not limits.amount_min_exclusive < amount < limits.amount_max_exclusive:
+        return Decision(
+            False,
+            "amount_out_of_range",
+            f"amount must be > {limits.amount_min_exclusive} and < {limits.amount_max_exclusive} cents",
+            {"amount": amount},
+        )
+    pm = request.paymentMethod
+    if (pm.expirationYear, pm.expirationMonth) < (now.year, now.month):
+        return Decision(False, "card_expired", "the card expired: a reattempt cannot succeed")
+
+    code = response_code(request)
+    net = network(request)
+    category = visa_category(code)
+    if category == "1":
+        return Decision(
+            False,
+            "issuer_never_approves",
+            f"response code {code} means the issuer will never approve (never retry)",
+            {"responseCode": code, "visaCategory": 1, "network": net},
+        )
+    if category == "3" and net == "visa":
+        return Decision(
+            False,
+            "data_quality",
+            f"response code {code} is a data-quality decline: revalidate before retrying",
+            {"responseCode": code, "visaCategory": 3, "network": net},
+        )
+    mac = merchant_advice_code(request) if net == "mastercard" else None
+    if mac is not None:
+        advice = rules()["mastercard"]["merchant_advice_codes"].get(mac)
+        if advice and not advice["reattempt"]:
+            return Decision(
+                False,
+                "mastercard_advice",
+                f"Mastercard advice code {mac}: {advice['name']}",
+                {"merchantAdviceCode": mac, "network": net},
+            )
+
+    if request.is_mit:
+        age = now - request.transaction.timestampUtc
+        if age > timedelta(hours=limits.mit_max_age_hours):
+            return Decision(
+                False,
+                "mit_not_same_day",
+                f"merchant-initiated declines must be sent the day they fail (within {limits.mit_max_age_hours:g} h)",
+                {"declinedAt": request.transaction.timestampUtc.isoformat()},
+            )
+
+    for window, maximum in budget_limits(net, now.date()):
+        used = (attempts_in or {}).get(window, 0)
+        if used >= maximum:
+            return Decision(
+                False,
+                "reattempt_budget",
+                f"{net} allows {maximum} reattempts per card in {window} day(s); {used} used",
+                {"network": net, "windowDays": window, "used": used, "max": maximum},
+            )
+    return Decision(True, facts={"network": net, "responseCode": code})
+
+
+def budget_windows() -> list[int]:
+    """Every window any network's budget counts over (what the store must count)."""
+    windows = {lim["window_days"] for lim in rules()["visa"]["limits"]}
+    windows |= {lim["window_days"] for lim in rules()["mastercard"]["limits"]}
+    return sorted(windows)
