@@ -31,7 +31,9 @@ from devstack.emulators.cybersource import (
     TESTREST_MERCHANT_ID,
     TESTREST_SHARED_SECRET,
 )
+from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
 from devstack.gateway import Gateway
+from devstack.pollers import SqsPoller
 from devstack.provision import FunctionSpec, Provisioner, Stack
 from devstack.runtime import INVOKE_PATH
 from devstack.template import ROOT
@@ -78,16 +80,50 @@ class CybersourceTarget:
         return self.base_url is None
 
 
+LOCAL_SITE_ID = "5f1d3a1e-8c2b-4d7a-9e61-0c4b2a9d7f10"
+LOCAL_MID = "local-mid-0001"
+
+
+@dataclass
+class FlexFactorTarget:
+    """Where the stack's FlexFactor calls go: the emulator, or a real endpoint."""
+
+    base_url: str | None = None
+    app_key: str = DEFAULT_APP_KEY
+    app_secret: str = DEFAULT_APP_SECRET
+    mid: str = LOCAL_MID
+    site_id: str = LOCAL_SITE_ID
+
+    @classmethod
+    def from_env(cls) -> FlexFactorTarget:
+        names = ("FLEXFACTOR_BASE_URL", "FLEXFACTOR_APP_KEY", "FLEXFACTOR_APP_SECRET", "FLEXFACTOR_SITE_ID")
+        values = [os.environ.get(n, "").strip() for n in names]
+        if all(values):
+            base, key, secret, site = values
+            return cls(base.rstrip("/").removesuffix("/v1"), key, secret, os.environ.get("FLEXFACTOR_MID", ""), site)
+        if any(values):
+            missing = [n for n, v in zip(names, values, strict=True) if not v]
+            raise SystemExit(f"to use a real FlexFactor endpoint set all of them; missing: {', '.join(missing)}")
+        return cls()
+
+    @property
+    def emulated(self) -> bool:
+        return self.base_url is None
+
+
 @dataclass
 class StackConfig:
     gateway_port: int = 3000
     moto_port: int = 5000
     cybersource_port: int = 8081
+    flexfactor_port: int = 8082
     api_key: str = DEFAULT_API_KEY
     stack_name: str = "decline-rescue-local"
     log_file: Path = ROOT / ".local" / "stack.log"
     echo_logs: bool = True
     cybersource: CybersourceTarget = field(default_factory=CybersourceTarget)
+    flexfactor: FlexFactorTarget = field(default_factory=FlexFactorTarget)
+    sqs_retry_seconds: int = 1
     parameters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -96,14 +132,18 @@ class StackConfig:
             gateway_port=_port("GATEWAY_PORT", 3000),
             moto_port=_port("MOTO_PORT", 5000),
             cybersource_port=_port("CYBERSOURCE_EMULATOR_PORT", 8081),
+            flexfactor_port=_port("FLEXFACTOR_EMULATOR_PORT", 8082),
             api_key=os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY,
             cybersource=CybersourceTarget.from_env(),
+            flexfactor=FlexFactorTarget.from_env(),
         )
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
         """Free ports everywhere: for the demo and tests, which must not collide."""
-        config = cls(gateway_port=free_port(), moto_port=free_port(), cybersource_port=free_port())
+        config = cls(
+            gateway_port=free_port(), moto_port=free_port(), cybersource_port=free_port(), flexfactor_port=free_port()
+        )
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
@@ -283,6 +323,7 @@ class LocalStack:
         self.processes: list[subprocess.Popen] = []
         self.workers: dict[str, FunctionWorker] = {}
         self.gateway_server: ServerThread | None = None
+        self.pollers: list[SqsPoller] = []
         self.stack: Stack | None = None
 
     # -- URLs -----------------------------------------------------------------------
@@ -294,6 +335,10 @@ class LocalStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    @property
+    def flexfactor_url(self) -> str:
+        return self.config.flexfactor.base_url or f"http://127.0.0.1:{self.config.flexfactor_port}"
 
     @property
     def cybersource_url(self) -> str:
@@ -347,6 +392,8 @@ class LocalStack:
         ensure_free(cfg.gateway_port, "API gateway", "GATEWAY_PORT")
         if cfg.cybersource.emulated:
             ensure_free(cfg.cybersource_port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
+        if cfg.flexfactor.emulated:
+            ensure_free(cfg.flexfactor_port, "FlexFactor emulator", "FLEXFACTOR_EMULATOR_PORT")
         moto = self._spawn("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
         emulator = None
         if cfg.cybersource.emulated:
@@ -365,11 +412,35 @@ class LocalStack:
                     cfg.cybersource.shared_secret,
                 ],
             )
+        flexfactor = None
+        if cfg.flexfactor.emulated:
+            flexfactor = self._spawn(
+                "flexfactor-emulator",
+                [
+                    "-m",
+                    "devstack.emulators.flexfactor",
+                    "--port",
+                    str(cfg.flexfactor_port),
+                    "--app-key",
+                    cfg.flexfactor.app_key,
+                    "--app-secret",
+                    cfg.flexfactor.app_secret,
+                ],
+            )
         _wait_http(self.moto_url + "/moto-api/data.json", process=moto)
+        if flexfactor is not None:
+            _wait_http(self.flexfactor_url + "/__emulator/health", process=flexfactor, expect='"flexfactor"')
         if emulator is not None:
             _wait_http(self.cybersource_url + "/__emulator/health", process=emulator, expect='"cybersource"')
 
-        parameters = {"Stage": "local", "CybersourceBaseUrl": self.cybersource_url, **cfg.parameters}
+        parameters = {
+            "Stage": "local",
+            "CybersourceBaseUrl": self.cybersource_url,
+            "FlexFactorBaseUrl": self.flexfactor_url,
+            # the FlexFactor sandbox (and so its emulator) takes amounts > 10 and < 20000 cents
+            "AmountMinExclusiveCents": "10",
+            **cfg.parameters,
+        }
         self.stack = Provisioner(self.moto_url, cfg.stack_name, parameters, REGION).provision()
         self._store_secrets()
 
@@ -400,12 +471,32 @@ class LocalStack:
         for worker in self.workers.values():
             worker.wait_ready()
 
+        sqs = self.aws_client("sqs")
+        for mapping in self.stack.event_sources:
+            if mapping.function in self.workers:
+                self.pollers.append(SqsPoller(mapping, sqs, self.invoke, retry_delay=cfg.sqs_retry_seconds).start())
+
         gateway = Gateway(self.stack.routes, self.invoke, cfg.api_key, stage="local")
         self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
 
     def _store_secrets(self) -> None:
         assert self.stack is not None
         target = self.config.cybersource
+        flex = self.config.flexfactor
+        arn = self.stack.physical_ids.get("FlexFactorSecret")
+        if arn:
+            self.aws_client("secretsmanager").put_secret_value(
+                SecretId=arn,
+                SecretString=json.dumps(
+                    {
+                        "appKey": flex.app_key,
+                        "appSecret": flex.app_secret,
+                        "mid": flex.mid,
+                        "siteId": flex.site_id,
+                        "webhookSubscriberKey": "",
+                    }
+                ),
+            )
         arn = self.stack.physical_ids.get("CybersourceSecret")
         if arn:
             self.aws_client("secretsmanager").put_secret_value(
@@ -422,6 +513,9 @@ class LocalStack:
         if self.gateway_server is not None:
             self.gateway_server.stop()
             self.gateway_server = None
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers.clear()
         for worker in self.workers.values():
             worker.stop()
         self.workers.clear()
@@ -442,6 +536,7 @@ class LocalStack:
             f"  API gateway   {self.gateway_url}   (x-api-key: {self.config.api_key})",
             f"  moto server   {self.moto_url}",
             f"  Cybersource   {self.cybersource_url}" + ("   (emulator)" if self.config.cybersource.emulated else ""),
+            f"  FlexFactor    {self.flexfactor_url}" + ("   (emulator)" if self.config.flexfactor.emulated else ""),
             f"  logs          {self.config.log_file}",
             "  routes:",
         ]

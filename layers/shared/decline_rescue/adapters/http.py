@@ -80,7 +80,7 @@ class ProviderHttp:
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("the answer did not arrive within the budget", request=request)
-            response._content = b"".join(chunks)  # noqa: SLF001 - httpx's own cache of a read body
+            response._content = b"".join(chunks)  # httpx caches a read body here
         finally:
             response.close()
         return response
