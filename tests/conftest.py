@@ -27,6 +27,7 @@ import pytest
 
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import CybersourceEmulator
+from devstack.emulators.flexfactor import FlexFactorEmulator
 from devstack.provision import Provisioner, Stack
 from devstack.runtime import LambdaContext
 from devstack.stack import _terminate, _wait_http, free_port
@@ -77,11 +78,47 @@ def queue_faults(base_url: str, endpoint: str, *faults: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(moto_url: str, cybersource) -> Stack:
-    """template.yaml provisioned into moto, pointing at the emulator."""
-    _, url = cybersource
-    provisioned = Provisioner(moto_url, "test-stack", {"Stage": "test", "CybersourceBaseUrl": url}).provision()
-    return provisioned
+def flexfactor() -> Iterator[tuple[FlexFactorEmulator, str]]:
+    """The FlexFactor emulator over real HTTP on loopback."""
+    emulator = FlexFactorEmulator()
+    server = ServerThread(emulator).start()
+    try:
+        yield emulator, server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def flexfactor_url(flexfactor) -> Iterator[str]:
+    _, url = flexfactor
+    yield url
+    httpx.delete(url + "/__emulator/faults")
+
+
+@pytest.fixture(scope="session")
+def stack(moto_url: str, cybersource, flexfactor) -> Stack:
+    """template.yaml provisioned into moto, pointing at the emulators."""
+    parameters = {
+        "Stage": "test",
+        "CybersourceBaseUrl": cybersource[1],
+        "FlexFactorBaseUrl": flexfactor[1],
+        "AmountMinExclusiveCents": "10",  # the FlexFactor sandbox's (and emulator's) lower bound
+    }
+    return Provisioner(moto_url, "test-stack", parameters).provision()
+
+
+TEST_SITE_ID = "5f1d3a1e-8c2b-4d7a-9e61-0c4b2a9d7f10"
+
+
+@pytest.fixture(scope="session")
+def flexfactor_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
+    from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
+
+    creds = {"appKey": DEFAULT_APP_KEY, "appSecret": DEFAULT_APP_SECRET, "mid": "test-mid", "siteId": TEST_SITE_ID}
+    aws_client(moto_url, "secretsmanager").put_secret_value(
+        SecretId=stack.physical_ids["FlexFactorSecret"], SecretString=json.dumps(creds)
+    )
+    return creds
 
 
 def aws_client(moto_url: str, service: str):
@@ -123,16 +160,19 @@ def reset_module_state() -> None:
     """Forget what a warm execution environment keeps: settings, clients, secret caches."""
     from aws_lambda_powertools.utilities import parameters
 
-    from decline_rescue import capture, settings
+    from decline_rescue import capture, declines, settings
+    from decline_rescue.adapters import aws
 
     settings.reset()
     capture.reset_client()
+    declines.reset()
+    aws.reset()
     parameters.base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
 
 
 @pytest.fixture
-def function_env(monkeypatch, stack: Stack, moto_url: str, cybersource_credentials):
+def function_env(monkeypatch, stack: Stack, moto_url: str, cybersource_credentials, flexfactor_credentials):
     """Set a function's environment exactly as the template declares it (plus the
     local AWS endpoint) and return a loader for its handler module."""
 
@@ -149,6 +189,7 @@ def function_env(monkeypatch, stack: Stack, moto_url: str, cybersource_credentia
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             # tests must not wait for real backoff pauses
             "CYBERSOURCE_BACKOFF_SECONDS": "0.01",
+            "FLEXFACTOR_BACKOFF_SECONDS": "0.01",
             **overrides,
         }
         for key, value in env.items():

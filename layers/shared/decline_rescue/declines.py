@@ -98,6 +98,14 @@ def _idempotency():
     return store, config
 
 
+def reset() -> None:
+    """Drop what an execution environment caches (tests change settings between cases)."""
+    global _flexfactor
+    _flexfactor = None
+    orders.cache_clear()
+    _idempotency.cache_clear()
+
+
 def register_context(context: Any) -> None:
     """Let in-progress idempotency records expire with the invocation (a crash mid-way
     must not block the caller's retry until the record's TTL)."""

@@ -19,6 +19,7 @@ and carries the rules' version so a merchant can see what was applied:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -98,7 +99,8 @@ def card_key(request: EvaluateRequest) -> str:
         if pm.cardFingerprint
         else f"{pm.brand}|{pm.cardBinNumber}|{pm.cardLast4Digits}|{pm.expirationMonth:02d}|{pm.expirationYear}"
     )
-    return hashlib.sha256(basis.encode()).hexdigest()[:32]
+    # base64url, not hex: a hex digest can hold a 13+ digit run that looks like a card number
+    return base64.urlsafe_b64encode(hashlib.sha256(basis.encode()).digest()[:18]).decode()
 
 
 def visa_category(code: str) -> str:

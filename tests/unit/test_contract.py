@@ -1,0 +1,734 @@
+"""The FlexFactor /evaluate contract (seed 003): every field, every rule, the card guard.
+
+Each refusal names the exact field (dotted path) and rule; the seed's own examples are
+the baseline (tests/fixtures/seed_*_corrected.json) and each correction is undone in turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from decline_rescue.contract import EvaluateRequest, validate_request
+from decline_rescue.errors import InvalidRequest
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+TOKEN = "zJb6YF7pL5gk8x9VhRnSwHd4q2t"
+PAN = "4111111111111111"
+# The MIT example carries no siteId: declines.parse fills it from the FlexFactor secret
+# before validation, as this does.
+SITE_ID = "0b6c3c2e-3d6a-4f0e-9a57-1f2a5c7e9b11"
+DELETE = object()
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"seed_{name}_corrected.json").read_text())["request"]
+
+
+def cit() -> dict[str, Any]:
+    return _load("cit")
+
+
+def mit() -> dict[str, Any]:
+    return {**_load("mit"), "siteId": SITE_ID}
+
+
+def edit(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with each dotted path set (``DELETE`` removes it; digits index lists)."""
+    out = copy.deepcopy(raw)
+    for path, value in changes.items():
+        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+        node = out
+        for key in parents:
+            node = node[key]
+        if value is DELETE:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return out
+
+
+def accept(raw: dict[str, Any], **kwargs: Any) -> EvaluateRequest:
+    return validate_request(raw, now=NOW, **kwargs)
+
+
+def refuse(raw: Any, **kwargs: Any) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as info:
+        validate_request(raw, now=NOW, **kwargs)
+    return info.value
+
+
+def problems(raw: Any, **kwargs: Any) -> set[tuple[str, str]]:
+    return {(p.field, p.rule) for p in refuse(raw, **kwargs).problems}
+
+
+# -- the seed's own examples ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", [cit, mit], ids=["cit", "mit"])
+def test_corrected_seed_examples_validate(base):
+    request = accept(base())
+    assert request.isDeclined is True
+    assert request.transaction.currency == "USD"
+    assert request.paymentMethod.expirationMonth == 12
+    assert request.paymentMethod.expirationYear == 2028
+
+
+def test_mit_example_without_site_id_names_it():
+    # siteId is required by the contract; the MIT example relies on declines.parse filling it
+    assert problems(_load("mit")) == {("siteId", "missing")}
+
+
+def test_seed_mit_example_with_month_and_year_swapped_names_both():
+    raw = edit(mit(), {"paymentMethod.expirationMonth": 2028, "paymentMethod.expirationYear": 12})
+    assert problems(raw) == {("paymentMethod.expirationMonth", "month"), ("paymentMethod.expirationYear", "year")}
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "expected"),
+    [
+        (cit, {"idempotencyKey": "abcd1234"}, ("idempotencyKey", "uuid_parsing")),
+        (mit, {"idempotencyKey": "abcd1234"}, ("idempotencyKey", "uuid_parsing")),
+        (cit, {"paymentMethod.cardCountry": "United States"}, ("paymentMethod.cardCountry", "code")),
+        (mit, {"paymentMethod.cardCountry": "United States"}, ("paymentMethod.cardCountry", "code")),
+        (cit, {"transaction.cardNotPresent": DELETE}, ("transaction.cardNotPresent", "missing")),
+        (mit, {"transaction.cardNotPresent": DELETE}, ("transaction.cardNotPresent", "missing")),
+        (cit, {"transaction.cvvResultCode": DELETE}, ("transaction.cvvResultCode", "missing")),
+        (mit, {"expiryDateUtc": "2023-05-24T12:30:20Z"}, ("expiryDateUtc", "in_past")),
+        (cit, {"payer.email": "[email protected]"}, ("payer.email", "email")),
+    ],
+    ids=[
+        "cit-idempotencyKey-not-uuid",
+        "mit-idempotencyKey-not-uuid",
+        "cit-cardCountry-name",
+        "mit-cardCountry-name",
+        "cit-cardNotPresent-missing",
+        "mit-cardNotPresent-missing",
+        "cit-cvvResultCode-missing",
+        "mit-expiryDateUtc-in-past",
+        "cit-email-obfuscated",
+    ],
+)
+def test_each_seed_correction_undone_is_refused(base, changes, expected):
+    assert problems(edit(base(), changes)) == {expected}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"siteId": "UUID/GUID"}, {"isMIT": DELETE}],
+    ids=["siteId-placeholder-is-a-string", "isMIT-omitted"],
+)
+def test_seed_uncorrected_where_contract_is_lenient(changes):
+    accept(edit(cit(), changes))
+
+
+def test_expiry_exactly_now_is_in_past():
+    assert problems(edit(mit(), {"expiryDateUtc": NOW.isoformat()})) == {("expiryDateUtc", "in_past")}
+
+
+def test_body_not_an_object():
+    assert problems([1, 2]) == {("body", "type")}
+
+
+# -- required fields ------------------------------------------------------------------
+
+TOP = [
+    "isDeclined",
+    "orderId",
+    "siteId",
+    "idempotencyKey",
+    "transaction",
+    "payer",
+    "billingInformation",
+    "paymentMethod",
+]
+TRANSACTION = [
+    "id",
+    "timestampUtc",
+    "timezoneUtcOffset",
+    "amount",
+    "currency",
+    "responseCode",
+    "responseCodeSource",
+    "avsResultCode",
+    "cvvResultCode",
+    "cavvResultCode",
+    "cardNotPresent",
+]
+PAYER = ["email"]
+ADDRESS = ["firstName", "lastName", "country", "countryCode", "addressLine1", "city", "zipCode"]
+PAYMENT = [
+    "holderName",
+    "cardType",
+    "cardBrand",
+    "cardCountry",
+    "expirationMonth",
+    "expirationYear",
+    "cardBinNumber",
+    "cardLast4Digits",
+    "cardNumber",
+]
+
+
+def _raw_key(field: str) -> str:
+    return "zipcode" if field == "zipCode" else field  # the fixtures use the seed's spelling
+
+
+REQUIRED = (
+    [("", f) for f in TOP]
+    + [("transaction", f) for f in TRANSACTION]
+    + [("payer", f) for f in PAYER]
+    + [("billingInformation", f) for f in ADDRESS]
+    + [("paymentMethod", f) for f in PAYMENT]
+)
+
+
+@pytest.mark.parametrize(("obj", "field"), REQUIRED, ids=[f"{o}.{f}".lstrip(".") for o, f in REQUIRED])
+def test_required_field_missing(obj, field):
+    for base in (cit, mit):
+        path = f"{obj}.{field}".lstrip(".")
+        raw = edit(base(), {f"{obj}.{_raw_key(field)}".lstrip("."): DELETE})
+        assert problems(raw) == {(path, "missing")}, base.__name__
+
+
+CONDITIONAL = (
+    [(cit, "deviceDetails", f) for f in ["deviceType", "deviceName", "deviceOS", "browser", "userAgent"]]
+    + [(cit, "merchant", f) for f in ["id", "mcc", "country"]]
+    + [(mit, "subscription", f) for f in ["subscriptionId", "interval", "price", "currency"]]
+    + [(mit, "threeDSecure", f) for f in ["ecommerceIndicator", "authenticationValue", "directoryServerTransactionId"]]
+    + [(cit, "shippingInformation", f) for f in ADDRESS]
+)
+
+
+@pytest.mark.parametrize(("base", "obj", "field"), CONDITIONAL, ids=[f"{o}.{f}" for _, o, f in CONDITIONAL])
+def test_required_if_object_provided(base, obj, field):
+    raw = edit(base(), {f"{obj}.{_raw_key(field)}": DELETE})
+    assert problems(raw) == {(f"{obj}.{field}", "missing")}
+
+
+@pytest.mark.parametrize(
+    ("base", "obj"),
+    [
+        (cit, "deviceDetails"),
+        (cit, "merchant"),
+        (cit, "shippingInformation"),
+        (cit, "affiliate"),
+        (cit, "orderItems"),
+        (cit, "subscription"),
+        (cit, "threeDSecure"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+def test_optional_object_absent_is_accepted(base, obj):
+    request = accept(edit(base(), {obj: DELETE}))
+    assert getattr(request, obj) is None
+
+
+def test_optional_object_empty_names_every_required_field():
+    raw = edit(cit(), {"deviceDetails": {}})
+    assert problems(raw) == {
+        (f"deviceDetails.{f}", "missing") for f in ["deviceType", "deviceName", "deviceOS", "browser", "userAgent"]
+    }
+
+
+# -- MIT / CIT rules ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "expected"),
+    [
+        (mit, {"isRecurring": DELETE}, {("isRecurring", "missing")}),
+        (mit, {"expiryDateUtc": DELETE}, {("expiryDateUtc", "missing")}),
+        (
+            mit,
+            {"isRecurring": DELETE, "expiryDateUtc": DELETE},
+            {("isRecurring", "missing"), ("expiryDateUtc", "missing")},
+        ),
+        (mit, {"subscription": DELETE}, {("subscription", "missing")}),
+        (mit, {"threeDSecure": DELETE}, {("threeDSecure", "missing")}),
+        (cit, {"customerIp": DELETE}, {("customerIp", "missing")}),
+        (cit, {"customerIp": ""}, {("customerIp", "missing")}),
+        (cit, {"isMIT": DELETE, "customerIp": DELETE}, {("customerIp", "missing")}),
+        (cit, {"customerIp": "999.1.1.1"}, {("customerIp", "ip_address")}),
+        (cit, {"customerIp": "localhost"}, {("customerIp", "ip_address")}),
+        (mit, {"customerIp": "not-an-ip"}, {("customerIp", "ip_address")}),
+        (cit, {"isMIT": "true"}, {("isMIT", "bool_type")}),
+    ],
+    ids=[
+        "mit-without-isRecurring",
+        "mit-without-expiryDateUtc",
+        "mit-without-both",
+        "recurring-without-subscription",
+        "recurring-without-threeDSecure",
+        "cit-without-customerIp",
+        "cit-empty-customerIp",
+        "isMIT-omitted-is-cit",
+        "customerIp-bad-octet",
+        "customerIp-hostname",
+        "mit-customerIp-checked-when-given",
+        "isMIT-string",
+    ],
+)
+def test_mit_and_cit_rules(base, changes, expected):
+    assert problems(edit(base(), changes)) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "changes"),
+    [
+        (mit, {"isRecurring": False, "subscription": DELETE, "threeDSecure": DELETE}),
+        (mit, {"customerIp": DELETE}),
+        (cit, {"customerIp": "2001:db8::1"}),
+    ],
+    ids=["non-recurring-mit-needs-neither", "mit-needs-no-customerIp", "ipv6-customerIp"],
+)
+def test_mit_and_cit_accepted(base, changes):
+    accept(edit(base(), changes))
+
+
+# -- types and formats ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"transaction.amount": "1999"}, ("transaction.amount", "int_type")),
+        ({"transaction.amount": 19.99}, ("transaction.amount", "int_type")),
+        ({"transaction.amount": 1999.0}, ("transaction.amount", "int_type")),
+        ({"transaction.amount": True}, ("transaction.amount", "int_type")),
+        ({"transaction.amount": 0}, ("transaction.amount", "greater_than")),
+        ({"transaction.amount": -1999}, ("transaction.amount", "greater_than")),
+        ({"orderItems.0.amount": "2500"}, ("orderItems[0].amount", "int_type")),
+        ({"orderItems.1.tax": 0.5}, ("orderItems[1].tax", "int_type")),
+        ({"transaction.currency": "XXX"}, ("transaction.currency", "code")),
+        ({"transaction.currency": "US Dollar"}, ("transaction.currency", "code")),
+        ({"transaction.currency": 840}, ("transaction.currency", "type")),
+        ({"billingInformation.countryCode": "USA"}, ("billingInformation.countryCode", "code")),
+        ({"billingInformation.countryCode": "United States"}, ("billingInformation.countryCode", "code")),
+        ({"shippingInformation.countryCode": "XX"}, ("shippingInformation.countryCode", "code")),
+        ({"merchant.country": "USA"}, ("merchant.country", "code")),
+        ({"paymentMethod.cardCountry": "USA"}, ("paymentMethod.cardCountry", "code")),
+        ({"paymentMethod.cardType": "CHARGE"}, ("paymentMethod.cardType", "code")),
+        ({"paymentMethod.cardBinNumber": "41111"}, ("paymentMethod.cardBinNumber", "string_pattern_mismatch")),
+        ({"paymentMethod.cardBinNumber": "4111111"}, ("paymentMethod.cardBinNumber", "string_pattern_mismatch")),
+        ({"paymentMethod.cardBinNumber": "41111a"}, ("paymentMethod.cardBinNumber", "string_pattern_mismatch")),
+        ({"paymentMethod.cardBinNumber": 411111}, ("paymentMethod.cardBinNumber", "string_type")),
+        ({"paymentMethod.cardLast4Digits": "111"}, ("paymentMethod.cardLast4Digits", "string_pattern_mismatch")),
+        ({"paymentMethod.cardLast4Digits": "11111"}, ("paymentMethod.cardLast4Digits", "string_pattern_mismatch")),
+        ({"paymentMethod.cardLast4Digits": "11a1"}, ("paymentMethod.cardLast4Digits", "string_pattern_mismatch")),
+        ({"paymentMethod.expirationMonth": 0}, ("paymentMethod.expirationMonth", "month")),
+        ({"paymentMethod.expirationMonth": 13}, ("paymentMethod.expirationMonth", "month")),
+        ({"paymentMethod.expirationMonth": 12.0}, ("paymentMethod.expirationMonth", "type")),
+        ({"paymentMethod.expirationYear": 99}, ("paymentMethod.expirationYear", "year")),
+        ({"paymentMethod.expirationYear": 20289}, ("paymentMethod.expirationYear", "year")),
+        ({"paymentMethod.expirationYear": True}, ("paymentMethod.expirationYear", "type")),
+        ({"billingInformation.zipcode": "9411"}, ("billingInformation.zipCode", "zip_code")),
+        ({"billingInformation.zipcode": "9411a"}, ("billingInformation.zipCode", "zip_code")),
+        ({"billingInformation.zipcode": "ABCDE"}, ("billingInformation.zipCode", "zip_code")),
+        ({"billingInformation.zipcode": "94111-123"}, ("billingInformation.zipCode", "zip_code")),
+        ({"billingInformation.zipcode": "9411112345"}, ("billingInformation.zipCode", "zip_code")),
+        ({"shippingInformation.zipcode": "9411"}, ("shippingInformation.zipCode", "zip_code")),
+        ({"billingInformation.state": DELETE}, ("billingInformation.state", "missing")),
+        ({"billingInformation.state": ""}, ("billingInformation.state", "missing")),
+        ({"billingInformation.state": "ZZ"}, ("billingInformation.state", "state")),
+        ({"billingInformation.state": "California"}, ("billingInformation.state", "state")),
+        ({"shippingInformation.state": "ZZ"}, ("shippingInformation.state", "state")),
+        ({"isDeclined": False}, ("isDeclined", "not_declined")),
+        ({"isDeclined": "true"}, ("isDeclined", "bool_type")),
+        ({"transaction.responseStatus": "APPROVED"}, ("transaction.responseStatus", "not_declined")),
+        ({"transaction.responseStatus": "approved"}, ("transaction.responseStatus", "not_declined")),
+        ({"transaction.responseStatus": "Captured"}, ("transaction.responseStatus", "not_declined")),
+        ({"orderSource": "web"}, ("orderSource", "enum")),
+        ({"orderSource": "mobile"}, ("orderSource", "enum")),
+        ({"transactionType": "SALE"}, ("transactionType", "code")),
+        ({"transaction.timezoneUtcOffset": "UTC-5"}, ("transaction.timezoneUtcOffset", "int_parsing")),
+        ({"transaction.timezoneUtcOffset": 900}, ("transaction.timezoneUtcOffset", "less_than_equal")),
+        ({"transaction.cardNotPresent": "yes"}, ("transaction.cardNotPresent", "bool_type")),
+        ({"payer.email": "john.doe"}, ("payer.email", "email")),
+        ({"merchant.mcc": "5999"}, ("merchant.mcc", "int_type")),
+        ({"orderId": "has spaces in it"}, ("orderId", "format")),
+    ],
+    ids=[
+        "amount-string",
+        "amount-float",
+        "amount-float-whole",
+        "amount-bool",
+        "amount-zero",
+        "amount-negative",
+        "orderItem-amount-string",
+        "orderItem-tax-float",
+        "currency-XXX",
+        "currency-name",
+        "currency-number",
+        "countryCode-alpha3",
+        "countryCode-name",
+        "shipping-countryCode-unknown",
+        "merchant-country-alpha3",
+        "cardCountry-alpha3",
+        "cardType-unknown",
+        "bin-5-digits",
+        "bin-7-digits",
+        "bin-letters",
+        "bin-int",
+        "last4-3-digits",
+        "last4-5-digits",
+        "last4-letters",
+        "month-0",
+        "month-13",
+        "month-float",
+        "year-99",
+        "year-20289",
+        "year-bool",
+        "zip-4-digits",
+        "zip-letter",
+        "zip-letters",
+        "zip-plus-3",
+        "zip-10-digits",
+        "shipping-zip-4-digits",
+        "state-missing-us-card",
+        "state-empty-us-card",
+        "state-ZZ",
+        "state-name",
+        "shipping-state-ZZ",
+        "isDeclined-false",
+        "isDeclined-string",
+        "responseStatus-APPROVED",
+        "responseStatus-approved",
+        "responseStatus-captured",
+        "orderSource-web",
+        "orderSource-mobile",
+        "transactionType-SALE",
+        "offset-text",
+        "offset-out-of-range",
+        "cardNotPresent-string",
+        "email-no-domain",
+        "mcc-string",
+        "orderId-spaces",
+    ],
+)
+def test_field_types_and_formats_refused(changes, expected):
+    assert problems(edit(cit(), changes)) == {expected}
+
+
+@pytest.mark.parametrize(
+    ("changes", "attribute", "expected"),
+    [
+        ({"transaction.currency": "usd"}, lambda r: r.transaction.currency, "USD"),
+        ({"transaction.currency": " eur "}, lambda r: r.transaction.currency, "EUR"),
+        ({"billingInformation.countryCode": "us"}, lambda r: r.billingInformation.countryCode, "US"),
+        ({"paymentMethod.cardCountry": "us"}, lambda r: r.paymentMethod.cardCountry, "US"),
+        ({"paymentMethod.cardType": "debit"}, lambda r: r.paymentMethod.cardType, "DEBIT"),
+        ({"billingInformation.zipcode": "94111"}, lambda r: r.billingInformation.zipCode, "94111"),
+        ({"billingInformation.zipcode": "941111234"}, lambda r: r.billingInformation.zipCode, "941111234"),
+        ({"billingInformation.zipcode": "94111-1234"}, lambda r: r.billingInformation.zipCode, "94111-1234"),
+        (
+            {"billingInformation.countryCode": "GB", "billingInformation.zipcode": "SW1A 1AA"},
+            lambda r: r.billingInformation.zipCode,
+            "SW1A 1AA",
+        ),
+        (
+            {"paymentMethod.cardCountry": "GB", "billingInformation.state": DELETE},
+            lambda r: r.billingInformation.state,
+            None,
+        ),
+        ({"billingInformation.state": "NY"}, lambda r: r.billingInformation.state, "NY"),
+        ({"billingInformation.state": "06"}, lambda r: r.billingInformation.state, "06"),
+        ({"transactionType": "authorization"}, lambda r: r.transactionType, "AUTHORIZATION"),
+        ({"transactionType": "Purchase"}, lambda r: r.transactionType, "PURCHASE"),
+        ({"orderSource": "ECOMMERCE"}, lambda r: r.orderSource, "ecommerce"),
+        ({"orderSource": "vterminal"}, lambda r: r.orderSource, "vterminal"),
+        ({"transaction.responseStatus": "DECLINED"}, lambda r: r.transaction.responseStatus, "DECLINED"),
+        ({"transaction.amount": 1}, lambda r: r.transaction.amount, 1),
+    ],
+    ids=[
+        "currency-lower-case",
+        "currency-padded",
+        "countryCode-lower-case",
+        "cardCountry-lower-case",
+        "cardType-lower-case",
+        "zip-5",
+        "zip-9",
+        "zip-5-dash-4",
+        "non-us-zip-free-form",
+        "state-optional-for-non-us-card",
+        "state-NY",
+        "state-fips-digits",
+        "transactionType-lower-case",
+        "transactionType-mixed-case",
+        "orderSource-upper-case",
+        "orderSource-vterminal",
+        "responseStatus-declined",
+        "amount-one-cent",
+    ],
+)
+def test_field_formats_accepted_and_normalised(changes, attribute, expected):
+    assert attribute(accept(edit(cit(), changes))) == expected
+
+
+# -- lenient on purpose ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [("-5", -5), ("+3", 3), (" 0 ", 0), (-5, -5)], ids=str)
+def test_timezone_offset_numeric_string_accepted(value, expected):
+    request = accept(edit(cit(), {"transaction.timezoneUtcOffset": value}))
+    assert request.transaction.timezoneUtcOffset == expected
+    assert request.to_provider()["transaction"]["timezoneUtcOffset"] == expected
+
+
+def test_is_mit_omitted_means_cit():
+    request = accept(edit(cit(), {"isMIT": DELETE}))
+    assert request.is_mit is False
+    assert request.to_provider()["isMIT"] is False
+
+
+@pytest.mark.parametrize("spelling", ["zipcode", "zipCode", "ZipCode"])
+def test_zip_code_spellings_accepted(spelling):
+    raw = edit(cit(), {"billingInformation.zipcode": DELETE, f"billingInformation.{spelling}": "10001"})
+    assert accept(raw).billingInformation.zipCode == "10001"
+
+
+def test_unknown_fields_kept_at_any_depth():
+    raw = edit(
+        mit(),
+        {
+            "partnerRef": "p-1",
+            "nested": {"a": {"b": [1, 2]}},
+            "transaction.merchantAdviceCode": "24",
+            "payer.loyaltyTier": "gold",
+            "billingInformation.county": "SF",
+            "paymentMethod.network": "visa",
+            "subscription.trialDays": 7,
+            "threeDSecure.eci": "05",
+            "orderItems.0.color": "red",
+            "merchant.region": "west",
+            "affiliate.channel": "email",
+        },
+    )
+    body = accept(raw).to_provider()
+    assert body["partnerRef"] == "p-1"
+    assert body["nested"] == {"a": {"b": [1, 2]}}
+    assert body["transaction"]["merchantAdviceCode"] == "24"
+    assert body["payer"]["loyaltyTier"] == "gold"
+    assert body["billingInformation"]["county"] == "SF"
+    assert body["paymentMethod"]["network"] == "visa"
+    assert body["subscription"]["trialDays"] == 7
+    assert body["threeDSecure"]["eci"] == "05"
+    assert body["orderItems"][0]["color"] == "red"
+    assert body["merchant"]["region"] == "west"
+    assert body["affiliate"]["channel"] == "email"
+
+
+def test_union_typed_field_error_names_the_field_itself():
+    # BUG: for union-typed fields (quantity, sequenceNumber, paymentNumber...) the
+    # pydantic union branch leaks into the path ("orderItems[0].quantity.int",
+    # "orderItems[0].quantity.constrained-str"); the field is "orderItems[0].quantity".
+    fields = {field for field, _ in problems(edit(cit(), {"orderItems.0.quantity": 1.5}))}
+    assert fields == {"orderItems[0].quantity"}
+
+
+# -- the card guard -------------------------------------------------------------------
+
+
+def _all_text(error: InvalidRequest) -> str:
+    return " ".join([str(error), json.dumps(error.body()), *(repr(p) for p in error.problems)])
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"paymentMethod.cardNumber": PAN}, {("paymentMethod.cardNumber", "card_number_not_allowed")}),
+        (
+            {"paymentMethod.cardNumber": "4111 1111 1111 1111"},
+            {("paymentMethod.cardNumber", "card_number_not_allowed")},
+        ),
+        (
+            {"paymentMethod.cardNumber": "4111-1111-1111-1111"},
+            {("paymentMethod.cardNumber", "card_number_not_allowed")},
+        ),
+        ({"paymentMethod.cardNumber": int(PAN)}, {("paymentMethod.cardNumber", "card_number_not_allowed")}),
+        (
+            {"paymentMethod.cardNumber": PAN, "paymentMethod.token": False},
+            {("paymentMethod.cardNumber", "card_number_not_allowed")},
+        ),
+        (
+            {
+                "paymentMethod.cardNumber": PAN,
+                "transaction.amount": "1999",
+                "payer": DELETE,
+                "paymentMethod.cardBinNumber": "4111",
+            },
+            {
+                ("paymentMethod.cardNumber", "card_number_not_allowed"),
+                ("transaction.amount", "int_type"),
+                ("payer", "missing"),
+                ("paymentMethod.cardBinNumber", "string_pattern_mismatch"),
+            },
+        ),
+        (
+            {"paymentMethod.cardNumber": PAN, "customerIp": DELETE, "billingInformation.state": "ZZ"},
+            {
+                ("paymentMethod.cardNumber", "card_number_not_allowed"),
+                ("customerIp", "missing"),
+                ("billingInformation.state", "state"),
+            },
+        ),
+        ({"paymentMethod.token": False}, {("paymentMethod.token", "token_required")}),
+        ({"paymentMethod.verificationValue": "123"}, {("paymentMethod.verificationValue", "cvv_not_allowed")}),
+        (
+            {"paymentMethod.cardNumber": PAN, "paymentMethod.verificationValue": "123"},
+            {
+                ("paymentMethod.cardNumber", "card_number_not_allowed"),
+                ("paymentMethod.verificationValue", "cvv_not_allowed"),
+            },
+        ),
+    ],
+    ids=[
+        "pan",
+        "pan-spaces",
+        "pan-dashes",
+        "pan-as-int",
+        "pan-with-token-false",
+        "pan-and-schema-errors",
+        "pan-and-conditional-errors",
+        "token-false",
+        "cvv",
+        "pan-and-cvv",
+    ],
+)
+def test_card_guard_refuses(changes, expected):
+    error = refuse(edit(cit(), changes))
+    assert {(p.field, p.rule) for p in error.problems} == expected
+    assert PAN not in _all_text(error)
+    assert "4111 1111" not in _all_text(error) and "4111-1111" not in _all_text(error)
+    assert "123" not in " ".join(p.message for p in error.problems)
+
+
+def test_card_guard_comes_first_even_when_the_body_is_broken():
+    raw = {"paymentMethod": {"cardNumber": PAN}}
+    error = refuse(raw)
+    assert error.problems[0].field == "paymentMethod.cardNumber"
+    assert error.problems[0].rule == "card_number_not_allowed"
+    assert PAN not in _all_text(error)
+
+
+@pytest.mark.parametrize("token", [True, None], ids=["token-true", "token-absent"])
+def test_token_accepted(token):
+    raw = edit(cit(), {"paymentMethod.token": token} if token is not None else {})
+    assert accept(raw).paymentMethod.cardNumber == TOKEN
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"paymentMethod.cardNumber": PAN},
+        {"paymentMethod.cardNumber": PAN, "paymentMethod.token": False, "paymentMethod.verificationValue": "123"},
+        {"paymentMethod.cardNumber": "4111 1111 1111 1111"},
+        {
+            "paymentMethod.cardNumber": "5555555555554444",
+            "paymentMethod.cardBinNumber": "555555",
+            "paymentMethod.cardLast4Digits": "4444",
+        },
+    ],
+    ids=["pan", "pan-token-false-cvv", "pan-spaces", "mastercard-pan"],
+)
+def test_card_numbers_allowed_when_deployed_so(changes):
+    request = accept(edit(cit(), changes), allow_card_numbers=True)
+    assert request.paymentMethod.cardNumber == changes["paymentMethod.cardNumber"]
+
+
+@pytest.mark.parametrize(
+    ("pan", "bin6", "last4"),
+    [("5555555555554444", "411111", "1111"), ("4000002760003184", "400000", "1111"), (PAN, "411112", "1111")],
+    ids=["other-card", "last4-differs", "bin-differs"],
+)
+def test_card_number_must_match_bin_and_last4(pan, bin6, last4):
+    raw = edit(
+        cit(),
+        {"paymentMethod.cardNumber": pan, "paymentMethod.cardBinNumber": bin6, "paymentMethod.cardLast4Digits": last4},
+    )
+    error = refuse(raw, allow_card_numbers=True)
+    assert {(p.field, p.rule) for p in error.problems} == {("paymentMethod.cardBinNumber", "card_mismatch")}
+    assert pan not in _all_text(error)
+
+
+# -- what the rest of the stack reads -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "expected"),
+    [(cit, {}, False), (cit, {"isMIT": DELETE}, False), (mit, {}, True)],
+    ids=["cit", "cit-isMIT-omitted", "mit"],
+)
+def test_to_provider_always_has_is_mit(base, changes, expected):
+    body = accept(edit(base(), changes)).to_provider()
+    assert body["isMIT"] is expected
+    assert body["paymentMethod"]["cardNumber"] == TOKEN  # the token is what FlexFactor needs
+    json.dumps(body)  # JSON-ready
+
+
+def test_fingerprint_ignores_card_number_and_cvv():
+    base = accept(cit()).fingerprint()
+    other_token = accept(edit(cit(), {"paymentMethod.cardNumber": "tok_another_one"})).fingerprint()
+    pan = accept(edit(cit(), {"paymentMethod.cardNumber": PAN}), allow_card_numbers=True).fingerprint()
+    pan_cvv = accept(
+        edit(cit(), {"paymentMethod.cardNumber": PAN, "paymentMethod.verificationValue": "123"}),
+        allow_card_numbers=True,
+    ).fingerprint()
+    assert base == other_token == pan == pan_cvv
+    assert PAN not in base
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"transaction.amount": 15001},
+        {"transaction.currency": "EUR"},
+        {"transaction.responseCode": "51"},
+        {"orderId": "another-order"},
+        {"paymentMethod.cardLast4Digits": "1112"},
+    ],
+    ids=["amount", "currency", "responseCode", "orderId", "last4"],
+)
+def test_fingerprint_changes_with_the_payload(changes):
+    assert accept(edit(cit(), changes)).fingerprint() != accept(cit()).fingerprint()
+
+
+def test_fingerprint_is_stable():
+    assert accept(cit()).fingerprint() == accept(cit()).fingerprint()
+    # a whitespace-padded but otherwise equal request is the same request
+    assert accept(edit(cit(), {"transaction.currency": "usd"})).fingerprint() == accept(cit()).fingerprint()
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "allow"),
+    [
+        (cit, {}, False),
+        (mit, {}, False),
+        (cit, {"paymentMethod.cardNumber": PAN, "paymentMethod.verificationValue": "739"}, True),
+    ],
+    ids=["cit-token", "mit-token", "pan-and-cvv"],
+)
+def test_safe_summary_has_no_card_number(base, changes, allow):
+    request = accept(edit(base(), changes), allow_card_numbers=allow)
+    summary = request.safe_summary()
+    dumped = json.dumps(summary)
+    assert "cardNumber" not in _keys(summary) and "verificationValue" not in _keys(summary)
+    assert "zJb6" not in dumped and TOKEN not in dumped
+    assert PAN not in dumped and "739" not in dumped
+    assert summary["card"]["bin"] == "411111" and summary["card"]["last4"] == "1111"
+    assert summary["isMIT"] is request.is_mit
+    assert summary["idempotencyKey"] == str(request.idempotencyKey)
