@@ -9,6 +9,7 @@ result and time, stops the stack, and exits non-zero if any step failed.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 
 from decline_rescue.carddata import find_pans
-from devstack import browser
+from devstack import browser, samples
 from devstack.stack import LocalStack, StackConfig
 from devstack.template import ROOT
 
@@ -149,6 +150,89 @@ class Demo:
                 ),
             )
             self.step("required fields missing are refused", missing_required)
+        self.run_declines()
+
+    # -- declines -------------------------------------------------------------------
+
+    def decline(self, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post("/declines", json=body, headers=self.headers)
+
+    def run_declines(self) -> None:
+        print("\ndeclines through the API gateway (FlexFactor emulator):")
+
+        def expect(body: dict[str, Any], status: str, code: int = 200) -> tuple[bool, str]:
+            response = self.decline(body)
+            answer = response.json()
+            got = answer.get("status") or answer.get("error", {}).get("code")
+            extra = answer.get("reason", {}).get("rule") or answer.get("orderSessionKey", "")[:8]
+            return response.status_code == code and got == status, f"HTTP {response.status_code} {got} {extra}"
+
+        visa = {"last4": "1111", "bin6": "411111", "brand": "VISA"}
+        approved = samples.decline()
+        self.step("CIT rescued: APPROVED", lambda: expect(approved, "APPROVED"))
+        self.step("CIT needs the shopper: CHALLENGE", lambda: expect(samples.decline(**visa), "CHALLENGE"))
+
+        def no_phone() -> dict[str, Any]:
+            body = samples.decline(**visa)
+            body["payer"].pop("phone", None)
+            return body
+
+        self.step("CIT not rescued by FlexFactor: DECLINED", lambda: expect(no_phone(), "DECLINED"))
+        self.step(
+            "CIT authorization: CAPTUREREQUIRED",
+            lambda: expect(samples.decline(transactionType="AUTHORIZATION"), "CAPTUREREQUIRED"),
+        )
+
+        def never_retry() -> tuple[bool, str]:
+            body = samples.decline()
+            body["transaction"]["responseCode"] = "14"
+            return expect(body, "NOT_SUBMITTED")
+
+        self.step("never-retry code 14: NOT_SUBMITTED, no provider call", never_retry)
+
+        def duplicate() -> tuple[bool, str]:
+            first = self.decline(approved).json()
+            again = self.decline(approved).json()
+            calls = httpx.get(self.stack.flexfactor_url + "/__emulator/stats").json()["evaluations"]
+            n = calls.get(approved["idempotencyKey"], 0)
+            return again == first and n == 1, f"same answer, provider evaluations for the key: {n}"
+
+        self.step("duplicate submission answered from the first", duplicate)
+
+        def reused_key() -> tuple[bool, str]:
+            other = copy.deepcopy(approved)
+            other["transaction"]["amount"] += 100
+            return expect(other, "IDEMPOTENCY_KEY_REUSED", 409)
+
+        self.step("same idempotencyKey, other payload: 409", reused_key)
+
+        def card_number() -> tuple[bool, str]:
+            body = samples.decline()
+            body["paymentMethod"].update(cardNumber=CARDS["Visa"], token=False)
+            response = self.decline(body)
+            field = response.json()["error"]["details"][0]["field"]
+            return response.status_code == 400 and field == "paymentMethod.cardNumber", f"HTTP 400 {field}"
+
+        self.step("a card number instead of a token: 400", card_number)
+
+        def mit_queued() -> tuple[bool, str]:
+            body = samples.decline(mit=True, last4="0007")
+            response = self.decline(body)
+            if response.status_code != 202:
+                return False, f"HTTP {response.status_code} {response.text[:80]}"
+            started = time.perf_counter()
+            status = "QUEUED"
+            while time.perf_counter() - started < 15:
+                order = self.http.get(f"/orders/{body['orderId']}", headers=self.headers).json()
+                status = order.get("status")
+                if status != "QUEUED":
+                    break
+                time.sleep(0.1)
+            waited = (time.perf_counter() - started) * 1000
+            history = " -> ".join(h["status"] for h in order.get("history", []))
+            return status == "SUBMITTED", f"202 QUEUED, then {history} ({waited:.0f} ms via the declines queue)"
+
+        self.step("MIT queued, then submitted from the queue", mit_queued)
 
     def check_logs(self, log_file: Path) -> None:
         print("\ncard data:")
@@ -169,7 +253,7 @@ def main() -> int:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")
     config = StackConfig.ephemeral(echo_logs=False, log_file=log_file)
-    print("decline-rescue demo: starting the local stack (moto, Cybersource emulator, gateway, functions) ...")
+    print("decline-rescue demo: starting the local stack (moto, emulators, gateway, functions, queue pollers) ...")
     started = time.perf_counter()
     stack = LocalStack(config)
     try:

@@ -64,7 +64,12 @@ def test_bad_input_through_the_gateway_is_400(local_stack):
 def test_resources_come_from_the_template(local_stack):
     secrets = local_stack.aws_client("secretsmanager").list_secrets()["SecretList"]
     assert any(s["Name"] == "decline-rescue-local/cybersource" for s in secrets)
-    assert set(local_stack.workers) == {"IssueCaptureContextFunction"}
+    assert set(local_stack.workers) == {"IssueCaptureContextFunction", "EvaluateDeclineFunction", "OrdersApiFunction"}
+    tables = local_stack.aws_client("dynamodb").list_tables()["TableNames"]
+    assert len(tables) == 2
+    queues = local_stack.aws_client("sqs").list_queues()["QueueUrls"]
+    assert len(queues) == 2
+    assert [p.mapping.function for p in local_stack.pollers] == ["EvaluateDeclineFunction"]
 
 
 def test_function_logs_are_collected(local_stack):
@@ -117,7 +122,16 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     assert "steps passed" in result.stdout
     logs = log_file.read_text()
     # the run really logged: the function, the emulator, moto and the gateway all wrote lines
-    for source in ("[IssueCaptureContextFunction]", "[cybersource-emulator]", "[moto]", "[gateway]"):
+    for source in (
+        "[IssueCaptureContextFunction]",
+        "[EvaluateDeclineFunction]",
+        "[cybersource-emulator]",
+        "[flexfactor-emulator]",
+        "[moto]",
+        "[gateway]",
+    ):
         assert source in logs
-    assert find_pans(logs) == []
-    assert find_pans(result.stdout + result.stderr) == []
+    test_cards = {"4111111111111111", "5555555555554444", "372425119311008"}
+    assert not test_cards & set(find_pans(logs))
+    assert not test_cards & set(find_pans(result.stdout + result.stderr))
+    assert "18/18 steps passed" in result.stdout

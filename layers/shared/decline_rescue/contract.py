@@ -372,12 +372,20 @@ def _iso(value: datetime | None) -> str | None:
 _CENTS = frozenset({"amount", "price", "discountAmount", "tax"})
 
 
+# pydantic puts the union member or validator it tried into an error's location
+# (``quantity.int``, ``amount.function-after[...]``): those are not fields.
+_TYPE_TAG = re.compile(
+    r"^(int|str|bool|float|none|bytes|date|datetime|uuid|list|dict|model|union|nullable|tagged-union|"
+    r"constrained-\w+|function-\w+|lax-or-strict|json-or-python|is-instance)(\[.*\])?$"
+)
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before", "function-plain"):
+        elif _TYPE_TAG.match(str(part)):
             continue
         else:
             out += f".{part}" if out else str(part)
