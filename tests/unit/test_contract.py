@@ -524,12 +524,56 @@ def test_unknown_fields_kept_at_any_depth():
     assert body["affiliate"]["channel"] == "email"
 
 
-def test_union_typed_field_error_names_the_field_itself():
-    # BUG: for union-typed fields (quantity, sequenceNumber, paymentNumber...) the
-    # pydantic union branch leaks into the path ("orderItems[0].quantity.int",
-    # "orderItems[0].quantity.constrained-str"); the field is "orderItems[0].quantity".
-    fields = {field for field, _ in problems(edit(cit(), {"orderItems.0.quantity": 1.5}))}
-    assert fields == {"orderItems[0].quantity"}
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"orderItems.0.quantity": 1.5}, "orderItems[0].quantity"),
+        ({"sequenceNumber": [1]}, "sequenceNumber"),
+        ({"transactionType": 5}, "transactionType"),
+    ],
+    ids=["orderItem-quantity", "sequenceNumber", "transactionType"],
+)
+def test_union_typed_field_error_names_the_field_itself(changes, field):
+    # Regression for a bug this test found (fixed in contract._where, commit 6238401):
+    # for union-typed fields the pydantic union branch leaked into the path
+    # ("orderItems[0].quantity.int", "orderItems[0].quantity.constrained-str").
+    assert {f for f, _ in problems(edit(cit(), changes))} == {field}
+
+
+# -- no refusal echoes an input --------------------------------------------------------
+
+
+def _leaves(node: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, (*path, i))]
+    return [path]
+
+
+LEAVES = _leaves(cit())
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["tokens-only", "card-numbers-allowed"])
+@pytest.mark.parametrize(
+    "value",
+    [PAN, int(PAN), "4111 1111 1111 1111", [PAN], "Qz7markerQz7", 987654321987],
+    ids=["pan", "pan-int", "pan-spaces", "pan-in-list", "marker", "marker-int"],
+)
+def test_no_problem_ever_echoes_an_input(value, allow):
+    """Every field of the seed example set in turn to a card number or a marker:
+    no problem's field, message, the error's text or its body holds it."""
+    needles = ["4111111111111111", "4111 1111", "Qz7marker", "987654321"]
+    refused = 0
+    for path in LEAVES:
+        raw = edit(cit(), {".".join(map(str, path)): value})
+        try:
+            validate_request(raw, now=NOW, allow_card_numbers=allow)
+        except InvalidRequest as error:
+            refused += 1
+            text = _all_text(error)
+            assert not [n for n in needles if n in text], (path, text)
+    assert refused >= 10  # the sweep really exercised refusals
 
 
 # -- the card guard -------------------------------------------------------------------

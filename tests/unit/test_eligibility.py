@@ -302,10 +302,12 @@ def test_network(brand, bin6, expected):
         (timedelta(minutes=5), "eligible"),
         (timedelta(hours=1), "eligible"),
         (timedelta(hours=23, minutes=59), "eligible"),
+        (timedelta(hours=24), "eligible"),
+        (timedelta(hours=24, seconds=1), "mit_not_same_day"),
         (timedelta(hours=25), "mit_not_same_day"),
         (timedelta(days=14), "mit_not_same_day"),
     ],
-    ids=["5-min", "1-h", "23h59", "25-h", "2-weeks"],
+    ids=["5-min", "1-h", "23h59", "24h-exactly", "24h-and-1s", "25-h", "2-weeks"],
 )
 def test_mit_must_be_sent_the_day_it_failed(age, expected):
     decision = run(as_mit(NOW - age), limits=Limits(mit_max_age_hours=24))

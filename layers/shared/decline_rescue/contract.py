@@ -479,7 +479,7 @@ def conditional_rules(request: EvaluateRequest, *, now: datetime, allow_card_num
 
     pm = request.paymentMethod
     if allow_card_numbers and is_pan(pm.cardNumber):
-        digits = re.sub(r"[ -]", "", pm.cardNumber)
+        digits = re.sub(r"[ .\-]", "", pm.cardNumber)
         if digits[:6] != pm.cardBinNumber or digits[-4:] != pm.cardLast4Digits:
             problems.append(
                 FieldProblem(
