@@ -448,3 +448,56 @@ def test_no_accepted_payload_is_lost_or_doubled(evaluate, function_env, flexfact
         assert order["status"] in {"APPROVED", "DECLINED", "CHALLENGE", "CAPTUREREQUIRED", "SUBMITTED"}
         assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
         assert len(order["history"]) == (2 if body.get("isMIT") and order["history"][0]["status"] == "QUEUED" else 1)
+
+
+# -- crashes between steps ------------------------------------------------------------------
+
+
+def test_lost_idempotency_record_is_answered_from_the_order(evaluate, flexfactor_url, stack, moto_url):
+    """If the idempotency record is gone (a crash after the order was written, or its TTL),
+    the order itself answers: no second provider call, no second reattempt counted."""
+    from decline_rescue import eligibility
+    from decline_rescue.adapters.orders import OrdersTable
+    from decline_rescue.contract import validate_request
+
+    body = cit()
+    first = post(evaluate, body)
+    ddb = aws_client(moto_url, "dynamodb")
+    table = stack.physical_ids["IdempotencyTable"]
+    for item in ddb.scan(TableName=table)["Items"]:
+        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    assert post(evaluate, body) == first
+    assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
+    request = validate_request({**body, "mid": "m"})
+    counts = OrdersTable(stack.physical_ids["OrdersTable"]).count_attempts(
+        eligibility.card_key(request), [1, 30], now().date()
+    )
+    assert counts == {1: 1, 30: 1}
+
+
+def test_queue_send_failure_is_503_and_the_retry_queues_it(function_env, flexfactor_url, stack, moto_url):
+    body = mit()
+    broken, _ = function_env(EVALUATE, DECLINES_QUEUE_URL=stack.physical_ids["DeclinesQueue"] + "-missing")
+    code, answer = post(broken, body)
+    assert code == 503 and answer["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert get_order(function_env, body["orderId"])[1]["status"] == "QUEUED"
+    module, _ = function_env(EVALUATE)
+    assert post(module, body) == (202, {"orderId": body["orderId"], "status": "QUEUED", "submitted": False})
+    drain(queue_poller(stack, moto_url, module))
+    assert get_order(function_env, body["orderId"])[1]["status"] == "SUBMITTED"
+    assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
+
+
+def test_provider_refusal_of_a_queued_decline_is_recorded_not_retried(function_env, flexfactor_url, stack,
+                                                                      moto_url):
+    module, _ = function_env(EVALUATE, AMOUNT_MIN_EXCLUSIVE_CENTS="0")
+    body = mit()
+    body["transaction"]["amount"] = 5  # the sandbox refuses it; our bounds let it through
+    assert post(module, body)[0] == 202
+    poller = queue_poller(stack, moto_url, module)
+    drain(poller)
+    code, order = get_order(function_env, body["orderId"])
+    assert order["status"] == "NOT_SUBMITTED"
+    assert order["reason"]["rule"] == "provider_validation"
+    assert order["reason"]["errors"][0]["field"] == "transaction.amount"
+    assert poller.poll_once() == 0, "the message was consumed, not left to retry into the DLQ"

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from botocore.exceptions import BotoCoreError, ClientError
 
 from decline_rescue.carddata import redact
 from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
@@ -41,6 +42,17 @@ def make_resolver() -> APIGatewayRestResolver:
         )
         # an error body may name what the caller sent (a field name): never card data
         return json_response(exc.status_code, redact(exc.body()))
+
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(ClientError)
+    def aws_unavailable(exc: Exception) -> Response:
+        # DynamoDB, SQS or EventBridge refused or failed after botocore's own retries:
+        # nothing half-done is left that a retry with the same idempotencyKey cannot finish
+        logger.error("AWS dependency failed", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
+        metrics.add_metric(name="DependencyFailure", unit="Count", value=1)
+        return json_response(
+            503, {"error": {"code": "DEPENDENCY_UNAVAILABLE", "message": "a storage or queue service failed; retry"}}
+        )
 
     @app.exception_handler(Exception)
     def unexpected_error(exc: Exception) -> Response:

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from decline_rescue import eligibility, settings
+from decline_rescue.adapters.flexfactor import ProviderValidationFailed
 from decline_rescue.contract import EvaluateRequest, validate_request
 from decline_rescue.errors import DeclineRescueError
 from decline_rescue.observability import logger, metrics
@@ -166,13 +167,11 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     table = orders()
     now = datetime.now(UTC)
     order_id = request.order_id
-    existing = table.get_state(order_id)
-    if existing is not None and (
-        existing.get("idempotencyKey") != request.idempotency_key or existing["status"] not in (QUEUED,)
-    ):
-        from decline_rescue.adapters.orders import OrderConflict
-
-        raise OrderConflict(f"orderId {order_id} was submitted before with another idempotencyKey")
+    existing = _own_order(table, request)
+    if existing is not None and existing["status"] != QUEUED:
+        # this very request was decided before (its idempotency record was lost to a crash
+        # or expired): the order is the answer, and the provider is not asked again
+        return _answer_from(existing)
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
@@ -189,8 +188,22 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
         _publish(change)
         return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
 
-    answer = flexfactor().evaluate(request.to_provider())
-    table.record_attempt(card, now.date())
+    try:
+        answer = flexfactor().evaluate(request.to_provider())
+    except ProviderValidationFailed as exc:
+        if source != "queue":
+            raise  # the caller is there to fix the request
+        # nobody waits on a queued decline: record why FlexFactor refused it, end the message
+        reason = {
+            "rule": "provider_validation",
+            "detail": exc.message,
+            "errors": [p.as_dict() for p in exc.problems[:25]],
+        }
+        change = _record(table, request, existing, NOT_SUBMITTED, source, detail=reason)
+        metrics.add_metric(name="DeclineRefusedByProvider", unit="Count", value=1)
+        _publish(change)
+        return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)
+    table.record_attempt(card, now.date(), request.idempotency_key)
     change = _record(
         table,
         request,
@@ -203,6 +216,25 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     logger.info("decline submitted", extra={"orderId": order_id, "status": answer.status})
     _publish(change)
     return _answer(order_id, answer.status, orderSessionKey=answer.order_session_key, submitted=True)
+
+
+def _own_order(table, request: EvaluateRequest) -> dict[str, Any] | None:
+    """The order of this request, if written before; 409 if the orderId belongs to another."""
+    existing = table.get_state(request.order_id)
+    if existing is not None and existing.get("idempotencyKey") != request.idempotency_key:
+        from decline_rescue.adapters.orders import OrderConflict
+
+        raise OrderConflict(f"orderId {request.order_id} was submitted before with another idempotencyKey")
+    return existing
+
+
+def _answer_from(order: dict[str, Any]) -> dict[str, Any]:
+    status = order["status"]
+    if status == NOT_SUBMITTED:
+        return _answer(order["orderId"], status, submitted=False, reason=order.get("reason"))
+    if status == QUEUED:
+        return _answer(order["orderId"], status, submitted=False)
+    return _answer(order["orderId"], status, orderSessionKey=order.get("orderSessionKey"), submitted=True)
 
 
 def _record(
@@ -237,13 +269,22 @@ def _accept(request: EvaluateRequest) -> dict[str, Any]:
     from decline_rescue.adapters.aws import client
 
     cfg = settings.declines()
-    change = orders().create(request.safe_summary(), status=QUEUED, source="api")
+    table = orders()
+    existing = _own_order(table, request)
+    if existing is not None and existing["status"] != QUEUED:
+        return _answer_from(existing)
+    change = None
+    if existing is None:
+        change = table.create(request.safe_summary(), status=QUEUED, source="api")
+    # (an order already QUEUED by this request means its send failed before: send again;
+    # the consumer is idempotent on the key, so a duplicate message costs nothing)
     client("sqs").send_message(
         QueueUrl=cfg.declines_queue_url,
         MessageBody=json.dumps(request.to_provider(), separators=(",", ":")),
         MessageAttributes={"orderId": {"DataType": "String", "StringValue": request.order_id}},
     )
-    _publish(change)
+    if change is not None:
+        _publish(change)
     metrics.add_metric(name="DeclineQueued", unit="Count", value=1)
     return _answer(request.order_id, QUEUED, submitted=False)
 

@@ -5,7 +5,8 @@ Items (``pk`` / ``sk``):
 - ``ORDER#<orderId>`` / ``STATE``: status, version, orderSessionKey, amount, currency,
   isMIT, expiryDateUtc, card {bin, last4, brand, expiry}, reason, timestamps;
 - ``ORDER#<orderId>`` / ``HIST#<version, 6 digits>``: one per applied change;
-- ``CARD#<card key>`` / ``DAY#<yyyy-mm-dd>``: reattempts that day (expire after 31 days).
+- ``CARD#<card key>`` / ``DAY#<yyyy-mm-dd>#<idempotencyKey>``: one per reattempt (a
+  retried request writes the same item again, so it counts once); expires after 32 days.
 
 Every change is one transaction: the state item (conditional: absent on create, at the
 version read on update) and its history item. No card number or CVV is ever written.
@@ -233,27 +234,34 @@ class OrdersTable:
     def count_attempts(self, card: str, windows: list[int], today: date) -> dict[int, int]:
         """Reattempts of a card in each window (days, today included)."""
         widest = max(windows)
-        response = client("dynamodb").query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"CARD#{card}"},
-                ":from": {"S": f"DAY#{(today - timedelta(days=widest - 1)).isoformat()}"},
-                ":to": {"S": f"DAY#{today.isoformat()}"},
-            },
-            ProjectionExpression="sk, attempts",
+        pages = (
+            client("dynamodb")
+            .get_paginator("query")
+            .paginate(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues={
+                    ":pk": {"S": f"CARD#{card}"},
+                    ":from": {"S": f"DAY#{(today - timedelta(days=widest - 1)).isoformat()}"},
+                    ":to": {"S": f"DAY#{today.isoformat()}#~"},
+                },
+                ProjectionExpression="sk",
+            )
         )
-        days = {item["sk"]["S"][4:]: int(item["attempts"]["N"]) for item in response.get("Items", [])}
+        days = [item["sk"]["S"][4:14] for page in pages for item in page.get("Items", [])]
         return {
-            window: sum(n for day, n in days.items() if day >= (today - timedelta(days=window - 1)).isoformat())
+            window: sum(1 for day in days if day >= (today - timedelta(days=window - 1)).isoformat())
             for window in windows
         }
 
-    def record_attempt(self, card: str, today: date) -> None:
+    def record_attempt(self, card: str, today: date, idempotency_key: str) -> None:
+        """One reattempt of a card, keyed by the request: a retried request counts once."""
         expires = int(datetime.combine(today + timedelta(days=32), datetime.min.time(), UTC).timestamp())
-        client("dynamodb").update_item(
+        client("dynamodb").put_item(
             TableName=self.table,
-            Key={"pk": {"S": f"CARD#{card}"}, "sk": {"S": f"DAY#{today.isoformat()}"}},
-            UpdateExpression="ADD attempts :one SET expiresAt = :ttl",
-            ExpressionAttributeValues={":one": {"N": "1"}, ":ttl": {"N": str(expires)}},
+            Item={
+                "pk": {"S": f"CARD#{card}"},
+                "sk": {"S": f"DAY#{today.isoformat()}#{idempotency_key}"},
+                "expiresAt": {"N": str(expires)},
+            },
         )
