@@ -26,7 +26,7 @@ def post_decline():
 
 
 def record_handler(record: SQSRecord) -> dict:
-    result = handle_queued(record.body)
+    result = handle_queued(record.body, message_id=record.message_id)
     logger.info("queued decline processed", extra={"messageId": record.message_id, "status": result["status"]})
     return result
 

@@ -32,6 +32,7 @@ SENSITIVE_KEYS = frozenset(
         "cvc",
         "cvc2",
         "cid",
+        "verificationvalue",
     }
 )
 

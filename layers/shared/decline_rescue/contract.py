@@ -21,7 +21,7 @@ import ipaddress
 import json
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from decline_rescue.carddata import is_pan
+from decline_rescue.carddata import find_pans, is_pan
 from decline_rescue.data.iso import COUNTRIES, CURRENCIES, US_STATES
 from decline_rescue.errors import FieldProblem, InvalidRequest
 
@@ -85,6 +85,14 @@ def _int_not_bool(value: Any) -> Any:
 Offset = Annotated[int, BeforeValidator(_offset), Field(ge=-840, le=840)]
 
 
+def as_utc(value: datetime) -> datetime:
+    """A datetime in UTC (naive ones are taken as UTC); 400, not a crash, at the edges of time."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise PydanticCustomError("datetime_range", "is outside the representable range in UTC") from None
+
+
 class Part(BaseModel):
     """Every object of the contract: unknown fields are kept and forwarded."""
 
@@ -113,7 +121,7 @@ class Transaction(Part):
     @field_validator("timestampUtc")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
 
     @field_validator("responseStatus")
     @classmethod
@@ -311,9 +319,7 @@ class EvaluateRequest(Part):
     @field_validator("expiryDateUtc")
     @classmethod
     def _expiry_utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return value
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else as_utc(value)
 
     # -- what the rest of the stack reads --------------------------------------------
 
@@ -407,11 +413,18 @@ def _problems(exc: ValidationError) -> list[FieldProblem]:
 
 
 def card_guard(raw: Any, *, allow_card_numbers: bool) -> list[FieldProblem]:
-    """The card-number guard, on the raw body (it holds even when other fields are bad)."""
-    pm = raw.get("paymentMethod") if isinstance(raw, dict) else None
-    if not isinstance(pm, dict) or allow_card_numbers:
+    """The card-number guard, on the raw body (it holds even when other fields are bad):
+    a card number in ``paymentMethod.cardNumber`` or in any other field, or a CVV."""
+    if allow_card_numbers or not isinstance(raw, dict):
         return []
-    problems = []
+    problems = [
+        FieldProblem(path, "card_number_not_allowed", "holds what looks like a card number: never send one here")
+        for path in pan_paths(raw)
+        if path != "paymentMethod.cardNumber"
+    ]
+    pm = raw.get("paymentMethod")
+    if not isinstance(pm, dict):
+        return problems
     number = pm.get("cardNumber")
     if isinstance(number, (str, int)) and not isinstance(number, bool) and is_pan(str(number)):
         problems.append(
@@ -440,6 +453,50 @@ def card_guard(raw: Any, *, allow_card_numbers: bool) -> list[FieldProblem]:
     return problems
 
 
+# Identifiers that may legitimately be long digit runs (a Visa transaction id has 15
+# digits and passes the Luhn check one time in ten): never mistaken for card numbers.
+IDENTIFIER_FIELDS = frozenset(
+    {
+        "orderId",
+        "idempotencyKey",
+        "senseKey",
+        "siteId",
+        "mid",
+        "sequenceNumber",
+        "transaction.id",
+        "payer.id",
+        "merchant.id",
+        "affiliate.id",
+        "subscription.subscriptionId",
+        "subscription.schemeTransactionId",
+        "threeDSecure.directoryServerTransactionId",
+        "threeDSecure.xid",
+        "threeDSecure.authenticationValue",
+        "paymentMethod.cardFingerprint",
+        "paymentMethod.cardNumber",
+    }
+)
+
+
+def pan_paths(value: Any, path: str = "") -> list[str]:
+    """Where in a body something looks like a card number: any key, and any value but
+    the identifier fields (``orderItems[].sku`` included)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and find_pans(key):
+                found.append(f"{path}.[key]" if path else "[key]")
+            elif child not in IDENTIFIER_FIELDS and not child.endswith(".sku"):
+                found += pan_paths(item, child)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += pan_paths(item, f"{path}[{i}]")
+    elif isinstance(value, (str, int)) and not isinstance(value, bool) and find_pans(str(value)):
+        found.append(path or "body")
+    return found
+
+
 def conditional_rules(request: EvaluateRequest, *, now: datetime, allow_card_numbers: bool) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
 
@@ -447,6 +504,8 @@ def conditional_rules(request: EvaluateRequest, *, now: datetime, allow_card_num
         if not present:
             problems.append(FieldProblem(field, "missing", f"is required {why}"))
 
+    if request.transaction.timestampUtc > now + timedelta(minutes=5):
+        problems.append(FieldProblem("transaction.timestampUtc", "in_future", "must not be in the future"))
     if request.is_mit:
         need("isRecurring", request.isRecurring is not None, "for merchant-initiated transactions (isMIT)")
         need("expiryDateUtc", request.expiryDateUtc is not None, "for merchant-initiated transactions (isMIT)")

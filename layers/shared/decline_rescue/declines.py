@@ -23,11 +23,14 @@ from typing import Any
 from decline_rescue import eligibility, settings
 from decline_rescue.adapters.flexfactor import ProviderValidationFailed
 from decline_rescue.contract import EvaluateRequest, validate_request
+from decline_rescue.deadline import within
 from decline_rescue.errors import DeclineRescueError
 from decline_rescue.observability import logger, metrics
 
 QUEUED = "QUEUED"
+RECEIVED = "RECEIVED"
 NOT_SUBMITTED = "NOT_SUBMITTED"
+IN_FLIGHT = frozenset({QUEUED, RECEIVED})  # written by this request, not yet decided
 
 
 class IdempotencyConflict(DeclineRescueError):
@@ -107,9 +110,15 @@ def reset() -> None:
     _idempotency.cache_clear()
 
 
+_lambda_context: Any = None
+
+
 def register_context(context: Any) -> None:
     """Let in-progress idempotency records expire with the invocation (a crash mid-way
-    must not block the caller's retry until the record's TTL)."""
+    must not block the caller's retry until the record's TTL), and bound every
+    provider call by the time the invocation has left."""
+    global _lambda_context
+    _lambda_context = context
     _idempotency()[1].register_lambda_context(context)
 
 
@@ -152,14 +161,18 @@ def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
 
 
 def _publish(change) -> None:
+    """One event per change a merchant cares about (RECEIVED is internal bookkeeping)."""
     from decline_rescue.adapters import bus
 
-    bus.publish(settings.declines().event_bus, change)
+    if change.status != RECEIVED:
+        bus.publish(settings.declines().event_bus, change)
 
 
 def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
-    """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey."""
-    return _idempotent("submit", request, lambda: _submit(request, source))
+    """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey; all
+    provider calls within one budget that also ends before the Lambda timeout."""
+    with within(settings.flexfactor().calls.budget_seconds, lambda_context=_lambda_context):
+        return _idempotent("submit", request, lambda: _submit(request, source))
 
 
 def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
@@ -168,10 +181,15 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     order_id = request.order_id
     existing = _own_order(table, request)
-    if existing is not None and existing["status"] != QUEUED:
+    if existing is not None and existing["status"] not in IN_FLIGHT:
         # this very request was decided before (its idempotency record was lost to a crash
         # or expired): the order is the answer, and the provider is not asked again
         return _answer_from(existing)
+    if existing is None:
+        # claim the orderId before anything else: a concurrent request for the same order
+        # under another key stops here (409) instead of reaching the provider too
+        table.create(request.safe_summary(), status=RECEIVED, source=source)
+        existing = table.get_state(order_id)
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
@@ -271,7 +289,7 @@ def _accept(request: EvaluateRequest) -> dict[str, Any]:
     cfg = settings.declines()
     table = orders()
     existing = _own_order(table, request)
-    if existing is not None and existing["status"] != QUEUED:
+    if existing is not None and existing["status"] not in IN_FLIGHT:
         return _answer_from(existing)
     change = None
     if existing is None:
@@ -289,27 +307,61 @@ def _accept(request: EvaluateRequest) -> dict[str, Any]:
     return _answer(request.order_id, QUEUED, submitted=False)
 
 
+def carries_card_data(request: EvaluateRequest) -> bool:
+    """A card number (anywhere) or a CVV: only possible when card numbers are allowed."""
+    from decline_rescue.carddata import is_pan
+    from decline_rescue.contract import pan_paths
+
+    pm = request.paymentMethod
+    return is_pan(pm.cardNumber) or bool(pm.verificationValue) or bool(pan_paths(request.to_provider()))
+
+
 def handle_api(raw: Any) -> tuple[int, dict[str, Any]]:
     """POST /declines: (HTTP status, body)."""
-    from decline_rescue.carddata import is_pan
-
     request = parse(raw)
-    if request.is_mit and not is_pan(request.paymentMethod.cardNumber):
+    if request.is_mit and not carries_card_data(request):
         return 202, accept(request)
-    # customer-initiated, or (card numbers allowed) an MIT carrying a raw card number,
-    # which is submitted in the request so that the number never waits in a queue
+    # customer-initiated, or an MIT carrying card data (card numbers allowed), which is
+    # submitted in the request so that a card number or CVV never waits in a queue
     return 200, submit(request, source="api")
 
 
-def handle_queued(body: str) -> dict[str, Any]:
-    """One declines-queue message (an evaluate payload)."""
-    try:
-        raw = json.loads(body)
-    except ValueError:
-        from decline_rescue.errors import FieldProblem, InvalidRequest
+def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
+    """One declines-queue message (an evaluate payload). A message that can never
+    succeed (invalid) goes to the DLQ at once, card data redacted, instead of being
+    retried; transient failures raise, so the queue redelivers the message."""
+    from decline_rescue.errors import FieldProblem, InvalidRequest
 
-        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None
-    return submit(parse(raw), source="queue")
+    try:
+        try:
+            raw = json.loads(body)
+        except (ValueError, RecursionError):
+            raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None
+        request = parse(raw)
+    except InvalidRequest as exc:
+        _dead_letter(body, exc, message_id)
+        return {"status": "REJECTED", "error": exc.body()["error"]}
+    return submit(request, source="queue")
+
+
+def _dead_letter(body: str, exc, message_id: str) -> None:
+    from decline_rescue.adapters.aws import client
+    from decline_rescue.carddata import redact
+
+    try:
+        payload: Any = redact(json.loads(body))
+    except (ValueError, RecursionError):
+        payload = redact(body[:4096])
+    client("sqs").send_message(
+        QueueUrl=settings.declines().declines_dlq_url,
+        MessageBody=json.dumps({"rejected": payload, "error": redact(exc.body()["error"])}, separators=(",", ":")),
+        MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": "invalid"},
+            "sourceMessageId": {"DataType": "String", "StringValue": message_id or "unknown"},
+        },
+    )
+    metrics.add_metric(name="DeclineMessageRejected", unit="Count", value=1)
+    logger.warning("queued decline rejected", extra={"messageId": message_id, "problems": len(exc.problems)})
 
 
 def get_order(order_id: str) -> dict[str, Any] | None:

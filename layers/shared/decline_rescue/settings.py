@@ -115,6 +115,7 @@ class DeclineSettings:
     orders_table: str
     idempotency_table: str
     declines_queue_url: str
+    declines_dlq_url: str
     event_bus: str
     allow_card_numbers: bool
     amount_min_exclusive: int
@@ -133,6 +134,7 @@ def declines() -> DeclineSettings:
         orders_table=_required("ORDERS_TABLE"),
         idempotency_table=_required("IDEMPOTENCY_TABLE"),
         declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
+        declines_dlq_url=os.environ.get("DECLINES_DLQ_URL", ""),
         event_bus=_required("EVENT_BUS_NAME"),
         allow_card_numbers=_flag("ALLOW_CARD_NUMBERS"),
         amount_min_exclusive=int(_number("AMOUNT_MIN_EXCLUSIVE_CENTS", 0)),
