@@ -158,3 +158,62 @@ def test_a_port_in_use_is_named(cybersource_url):
     port = int(cybersource_url.rsplit(":", 1)[1])
     with pytest.raises(SystemExit, match=f"port {port}.*CYBERSOURCE_EMULATOR_PORT"):
         ensure_free(port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
+
+
+# -- declines ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def evaluate(function_env, flexfactor_url):
+    module, _ = function_env("EvaluateDeclineFunction")
+    return module
+
+
+def decline_body(**transaction) -> dict:
+    from devstack import samples
+
+    body = samples.decline()
+    body["transaction"].update(transaction)
+    return body
+
+
+def post_decline(module, body=None, raw=None):
+    result = invoke(module, api_event("evaluate_decline/post_cit.json", body, raw_body=raw))
+    return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"transaction": {"timestampUtc": "0001-01-01T00:00:00+05:00"}}, "transaction.timestampUtc", "datetime_range"),
+        ({"transaction": {"timestampUtc": "2999-01-01T00:00:00Z"}}, "transaction.timestampUtc", "in_future"),
+        (
+            {"additionalFields": [{"key": "note", "value": "card 4111 1111 1111 1111"}]},
+            "additionalFields[0].value",
+            "card_number_not_allowed",
+        ),
+        (
+            {"payer": {"email": "a@example.com", "nickname": "5555555555554444"}},
+            "payer.nickname",
+            "card_number_not_allowed",
+        ),
+    ],
+    ids=["timestamp-overflow", "timestamp-future", "pan-in-additional-fields", "pan-in-unknown-field"],
+)
+def test_bad_declines_are_400_naming_the_field(evaluate, change, field, rule):
+    body = decline_body()
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key].update(value)
+        else:
+            body[key] = value
+    code, answer = post_decline(evaluate, body)
+    assert code == 400, answer
+    assert {"field": field, "rule": rule}.items() <= answer["error"]["details"][0].items()
+    assert find_pans(json.dumps(answer)) == []
+
+
+@pytest.mark.parametrize("raw", ["", "null", "[]", '"text"', "{", "{" * 5000 + "}" * 5000])
+def test_empty_or_odd_decline_bodies_are_400(evaluate, raw):
+    code, answer = post_decline(evaluate, raw=raw)
+    assert code == 400 and answer["error"]["code"] == "INVALID_REQUEST"

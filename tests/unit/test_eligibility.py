@@ -470,3 +470,25 @@ def test_reason_carries_rule_detail_and_rules_version(changes, rule):
     if rule:
         assert decision.detail
     json.dumps(reason)
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "rule"),
+    [
+        ("NMI", "250", "issuer_never_approves"),
+        ("nmi", "252", "issuer_never_approves"),
+        ("NMI", "223", "issuer_never_approves"),
+        ("NMI", "225", "data_quality"),
+        ("NMI", "203", None),
+        ("NMI", "202", None),
+        ("Braintree", "250", None),  # not NMI's table: an ISO code 250 is generic
+    ],
+)
+def test_gateway_codes_by_response_code_source(source, code, rule):
+    from decline_rescue.contract import validate_request
+
+    body = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_cit_corrected.json").read_text())["request"]
+    body["transaction"].update(responseCodeSource=source, responseCode=code)
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    decision = decide(validate_request(body, now=now), limits=Limits(), now=now, attempts_in={})
+    assert decision.rule == rule and decision.eligible is (rule is None)

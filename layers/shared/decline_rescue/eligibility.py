@@ -7,7 +7,8 @@ and carries the rules' version so a merchant can see what was applied:
   sandbox: > 10 and < 20000 cents);
 - ``card_expired``: the card's expiry month is over;
 - ``issuer_never_approves``: Visa reattempt category 1 codes (hard declines: lost,
-  stolen, invalid card...), applied to every network;
+  stolen, invalid card...), applied to every network, and a gateway's own hard-decline
+  codes (NMI's 2xx codes, chosen by ``transaction.responseCodeSource``);
 - ``data_quality``: Visa category 3 codes: revalidate the payment data first;
 - ``mastercard_advice``: a Mastercard Merchant Advice Code that forbids a reattempt
   (03 do not try again, 21 stop recurring, 01/04 update the card first);
@@ -103,6 +104,17 @@ def card_key(request: EvaluateRequest) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(basis.encode()).digest()[:18]).decode()
 
 
+def gateway_verdict(source: str, code: str) -> tuple[str, str, str] | None:
+    """(never | data_quality | retry, meaning, gateway) for a gateway's own code, or None."""
+    table = rules().get("gateways", {}).get(source.strip().lower())
+    if not table:
+        return None
+    for verdict in ("never", "data_quality", "retry"):
+        if code in table.get(verdict, {}):
+            return verdict, table[verdict][code], source.strip().lower()
+    return None
+
+
 def visa_category(code: str) -> str:
     for name, category in rules()["visa"]["categories"].items():
         if code in category["codes"]:
@@ -138,7 +150,22 @@ def decide(
 
     code = response_code(request)
     net = network(request)
-    category = visa_category(code)
+    gateway = gateway_verdict(request.transaction.responseCodeSource, code)
+    if gateway is not None:
+        verdict, meaning, source = gateway
+        if verdict == "never":
+            return Decision(
+                False, "issuer_never_approves", f"{source} code {code} ({meaning}): never retry",
+                {"responseCode": code, "responseCodeSource": source, "network": net},
+            )
+        if verdict == "data_quality":
+            return Decision(
+                False, "data_quality", f"{source} code {code} ({meaning}): revalidate before retrying",
+                {"responseCode": code, "responseCodeSource": source, "network": net},
+            )
+        category = "4"
+    else:
+        category = visa_category(code)
     if category == "1":
         return Decision(
             False,
