@@ -16,7 +16,11 @@ def main() -> None:
     print("\ndecline-rescue local stack is up:\n" + stack.describe(), flush=True)
     print(
         f"\ntry:\n  curl -s -X POST {stack.gateway_url}/capture-contexts "
-        f"-H 'x-api-key: {config.api_key}'\n\nCtrl-C to stop.\n",
+        f"-H 'x-api-key: {config.api_key}'\n"
+        f"  curl -s -X POST {stack.gateway_url}/declines -H 'x-api-key: {config.api_key}' "
+        "-H 'Content-Type: application/json' --data @<(python3 -c "
+        '\'import json; print(json.load(open("events/evaluate_decline/post_cit.json"))["body"])\')\n'
+        "\nCtrl-C to stop.\n",
         flush=True,
     )
     stopped = threading.Event()

@@ -53,6 +53,19 @@ def _port(env: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _real_provider(provider: str, names: tuple[str, ...]) -> list[str] | None:
+    """The values of ``names`` when all are set (a real endpoint), None when none are."""
+    values = [os.environ.get(n, "").strip() for n in names]
+    if all(values):
+        return values
+    if any(values):
+        missing = [n for n, v in zip(names, values, strict=True) if not v]
+        raise SystemExit(
+            f"to use a real {provider} endpoint set all of {', '.join(names)}; missing: {', '.join(missing)}"
+        )
+    return None
+
+
 @dataclass
 class CybersourceTarget:
     """Where the stack's Cybersource calls go: the emulator, or a real endpoint."""
@@ -65,15 +78,8 @@ class CybersourceTarget:
     @classmethod
     def from_env(cls) -> CybersourceTarget:
         names = ("CYBERSOURCE_BASE_URL", "CYBERSOURCE_MERCHANT_ID", "CYBERSOURCE_KEY_ID", "CYBERSOURCE_SHARED_SECRET")
-        values = [os.environ.get(n, "").strip() for n in names]
-        if all(values):
-            return cls(*values)
-        if any(values):
-            missing = [n for n, v in zip(names, values, strict=True) if not v]
-            raise SystemExit(
-                f"to use a real Cybersource endpoint set all four variables; missing: {', '.join(missing)}"
-            )
-        return cls()
+        values = _real_provider("Cybersource", names)
+        return cls(*values) if values else cls()
 
     @property
     def emulated(self) -> bool:
@@ -97,14 +103,11 @@ class FlexFactorTarget:
     @classmethod
     def from_env(cls) -> FlexFactorTarget:
         names = ("FLEXFACTOR_BASE_URL", "FLEXFACTOR_APP_KEY", "FLEXFACTOR_APP_SECRET", "FLEXFACTOR_SITE_ID")
-        values = [os.environ.get(n, "").strip() for n in names]
-        if all(values):
-            base, key, secret, site = values
-            return cls(base.rstrip("/").removesuffix("/v1"), key, secret, os.environ.get("FLEXFACTOR_MID", ""), site)
-        if any(values):
-            missing = [n for n, v in zip(names, values, strict=True) if not v]
-            raise SystemExit(f"to use a real FlexFactor endpoint set all of them; missing: {', '.join(missing)}")
-        return cls()
+        values = _real_provider("FlexFactor", names)
+        if not values:
+            return cls()
+        base, key, secret, site = values
+        return cls(base.rstrip("/").removesuffix("/v1"), key, secret, os.environ.get("FLEXFACTOR_MID", ""), site)
 
     @property
     def emulated(self) -> bool:

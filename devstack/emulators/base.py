@@ -95,6 +95,16 @@ class Emulator:
         return response(environ, start_response)
 
 
+def serve_forever(emulator: Emulator, host: str, port: int) -> None:
+    """Run an emulator in the foreground (its module's ``main``) until interrupted."""
+    server = ServerThread(emulator, host, port)
+    print(f"{emulator.name} emulator on {server.url}", flush=True)
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
 class ServerThread:
     """Serve a WSGI app on loopback in a daemon thread (tests, the local stack)."""
 

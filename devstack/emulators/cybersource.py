@@ -43,7 +43,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from decline_rescue.capture import FLEX_FIELDS
-from devstack.emulators.base import Emulator, ServerThread, json_response
+from devstack.emulators.base import Emulator, json_response, serve_forever
 
 # The official SDK's public sandbox sample merchant (its own sample configuration).
 TESTREST_MERCHANT_ID = "testrest"
@@ -481,12 +481,7 @@ def main() -> None:
     parser.add_argument("--shared-secret", default=TESTREST_SHARED_SECRET)
     args = parser.parse_args()
     emulator = CybersourceEmulator(merchant_id=args.merchant_id, key_id=args.key_id, shared_secret=args.shared_secret)
-    server = ServerThread(emulator, args.host, args.port)
-    print(f"cybersource emulator on {server.url}", flush=True)
-    try:
-        server.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve_forever(emulator, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ import jwt
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from devstack.emulators.base import Emulator, ServerThread, json_response
+from devstack.emulators.base import Emulator, json_response, serve_forever
 
 DEFAULT_APP_KEY = "ff-local-app-key"
 DEFAULT_APP_SECRET = "ff-local-app-secret"
@@ -574,12 +574,7 @@ def main() -> None:
     parser.add_argument("--token-ttl", type=float, default=DEFAULT_TOKEN_TTL, help="access token lifetime, seconds")
     args = parser.parse_args()
     emulator = FlexFactorEmulator(app_key=args.app_key, app_secret=args.app_secret, token_ttl_seconds=args.token_ttl)
-    server = ServerThread(emulator, args.host, args.port)
-    print(f"flexfactor emulator on {server.url}", flush=True)
-    try:
-        server.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve_forever(emulator, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -155,12 +155,16 @@ def decide(
         verdict, meaning, source = gateway
         if verdict == "never":
             return Decision(
-                False, "issuer_never_approves", f"{source} code {code} ({meaning}): never retry",
+                False,
+                "issuer_never_approves",
+                f"{source} code {code} ({meaning}): never retry",
                 {"responseCode": code, "responseCodeSource": source, "network": net},
             )
         if verdict == "data_quality":
             return Decision(
-                False, "data_quality", f"{source} code {code} ({meaning}): revalidate before retrying",
+                False,
+                "data_quality",
+                f"{source} code {code} ({meaning}): revalidate before retrying",
                 {"responseCode": code, "responseCodeSource": source, "network": net},
             )
         category = "4"
