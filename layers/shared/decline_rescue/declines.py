@@ -188,8 +188,8 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     if existing is None:
         # claim the orderId before anything else: a concurrent request for the same order
         # under another key stops here (409) instead of reaching the provider too
-        table.create(request.safe_summary(), status=RECEIVED, source=source)
-        existing = table.get_state(order_id)
+        claimed = table.create(request.safe_summary(), status=RECEIVED, source=source)
+        existing = {"status": claimed.status, "version": claimed.version}
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
