@@ -58,11 +58,8 @@ def moto_url() -> Iterator[str]:
 def cybersource() -> Iterator[tuple[CybersourceEmulator, str]]:
     """The Cybersource emulator over real HTTP on loopback."""
     emulator = CybersourceEmulator()
-    server = ServerThread(emulator).start()
-    try:
+    with ServerThread(emulator) as server:
         yield emulator, server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -81,11 +78,8 @@ def queue_faults(base_url: str, endpoint: str, *faults: dict[str, Any]) -> None:
 def flexfactor() -> Iterator[tuple[FlexFactorEmulator, str]]:
     """The FlexFactor emulator over real HTTP on loopback."""
     emulator = FlexFactorEmulator()
-    server = ServerThread(emulator).start()
-    try:
+    with ServerThread(emulator) as server:
         yield emulator, server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

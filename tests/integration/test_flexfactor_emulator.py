@@ -33,12 +33,10 @@ TOKEN_FAILED = {
 
 @pytest.fixture(scope="module")
 def flexfactor() -> Iterator[tuple[FlexFactorEmulator, str]]:
+    """A fresh emulator for this module (its counters start at zero)."""
     emulator = FlexFactorEmulator()
-    server = ServerThread(emulator).start()
-    try:
+    with ServerThread(emulator) as server:
         yield emulator, server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
