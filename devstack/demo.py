@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ class Demo:
             )
             self.step("required fields missing are refused", missing_required)
         self.run_declines()
+        self.run_lifecycle()
 
     # -- declines -------------------------------------------------------------------
 
@@ -234,6 +236,116 @@ class Demo:
 
         self.step("MIT queued, then submitted from the queue", mit_queued)
 
+    # -- lifecycle ------------------------------------------------------------------
+
+    LIFECYCLE = (
+        # (name, decline overrides, merchant action, FlexFactor's true end)
+        ("MIT, FlexFactor completes it", {"mit": True, "last4": "0007"}, None, "APPROVED"),
+        ("MIT, FlexFactor completes it (2)", {"mit": True, "last4": "0008"}, None, "APPROVED"),
+        ("MIT, FlexFactor cancels it", {"mit": True, "last4": "0069"}, None, "CANCELLED"),
+        ("MIT, expires unrescued", {"mit": True, "last4": "0077", "expires_in": 6}, None, "EXPIRED"),
+        ("MIT, approved at once", {"mit": True, "last4": "3184"}, None, "APPROVED"),
+        ("MIT, merchant cancels it", {"mit": True, "last4": "0077", "expires_in": 120}, "cancel", "CANCELLED"),
+        ("CIT, challenge passed", {"last4": "0259"}, None, "APPROVED"),
+        ("CIT, challenge failed", {"last4": "1111", "bin6": "411111", "brand": "VISA"}, None, "CANCELLED"),
+        ("CIT, capture required, merchant captures", {"transactionType": "AUTHORIZATION"}, "capture", "APPROVED"),
+        ("CIT, capture required, merchant cancels", {"transactionType": "AUTHORIZATION"}, "cancel", "CANCELLED"),
+        ("CIT, approved at once", {}, None, "APPROVED"),
+        ("CIT, declined", {"last4": "0002"}, None, "DECLINED"),
+    )
+
+    def run_lifecycle(self, *, timeout: float = 60.0) -> None:
+        flex = self.stack.flexfactor_url
+        faults = {"drop": 0.3, "duplicate": 0.3, "reorder": 0.3, "seed": 11}
+        print(
+            "\norder lifecycles: webhooks dropped, duplicated and reordered "
+            f"({', '.join(f'{k} {v}' for k, v in faults.items())}); the poller runs every "
+            f"{self.stack.config.schedule_seconds:g} s"
+        )
+        httpx.post(flex + "/__emulator/config", json={"webhooks": faults}).raise_for_status()
+        orders: list[dict[str, Any]] = []
+        for name, overrides, action, truth in self.LIFECYCLE:
+            options = dict(overrides)
+            expires_in = options.pop("expires_in", None)
+            body = samples.decline(**options)
+            if expires_in:
+                body["expiryDateUtc"] = (datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat()
+            answer = self.decline(body)
+            orders.append(
+                {"name": name, "id": body["orderId"], "action": action, "truth": truth, "first": answer.json()}
+            )
+        started = time.perf_counter()
+        finals: dict[str, dict[str, Any]] = {}
+        acted: set[str] = set()
+        while len(finals) < len(orders) and time.perf_counter() - started < timeout:
+            for order in orders:
+                if order["id"] in finals:
+                    continue
+                state = self.http.get(f"/orders/{order['id']}", headers=self.headers).json()
+                status = state.get("status")
+                if order["action"] and order["id"] not in acted and status in ("CAPTUREREQUIRED", "PROCESSING"):
+                    if order["action"] == "capture" and status != "CAPTUREREQUIRED":
+                        continue
+                    response = self.http.post(f"/orders/{order['id']}/{order['action']}", headers=self.headers)
+                    acted.add(order["id"])
+                    order["acted"] = f"{order['action']} -> HTTP {response.status_code}"
+                    continue
+                if status in ("APPROVED", "DECLINED", "CANCELLED", "EXPIRED", "NOT_SUBMITTED"):
+                    finals[order["id"]] = state
+            time.sleep(0.25)
+        httpx.post(flex + "/__emulator/webhooks/flush", timeout=15.0)
+        time.sleep(1.5)  # the events tap drains every second
+        truth = {o["referenceNumber"]: o for o in httpx.get(flex + "/__emulator/orders").json()["orders"]}
+        fates = httpx.get(flex + "/__emulator/webhooks").json()["webhooks"]
+        events = self.http.get("/__local/events").json()["events"]
+
+        for order in orders:
+            self.step(f"{order['name']}", lambda order=order: self._judge(order, finals, truth, fates, events))
+
+        def queues_empty() -> tuple[bool, str]:
+            sqs = self.stack.aws_client("sqs")
+            counts = {}
+            for logical_id in ("OrderUpdatesDeadLetterQueue", "DeclinesDeadLetterQueue"):
+                url = self.stack.stack.physical_ids[logical_id]
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                counts[logical_id] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+            by_fate: dict[str, int] = {}
+            for fate in fates:
+                by_fate[fate["fate"]] = by_fate.get(fate["fate"], 0) + 1
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(by_fate.items()))
+            return not any(counts.values()), f"dead-letter queues empty; webhooks: {summary}"
+
+        self.step("nothing lost: dead-letter queues empty", queues_empty)
+
+    @staticmethod
+    def _judge(order, finals, truth, fates, events) -> tuple[bool, str]:
+        state = finals.get(order["id"])
+        if state is None:
+            return False, f"not resolved in time (expected {order['truth']})"
+        history = state.get("history", [])
+        applied = [h for h in history if "kind" not in h]
+        notes = [h for h in history if "kind" in h]
+        final = applied[-1]
+        provider = truth.get(order["id"])
+        provider_final = (provider or {}).get("statusName")
+        mine = [e for e in events if (e.get("detail") or {}).get("orderId") == order["id"]]
+        published = sorted(e["detail"]["version"] for e in mine)
+        expected_versions = [h["version"] for h in applied if h["status"] != "RECEIVED"]  # RECEIVED is internal
+        created = datetime.fromisoformat(state["createdAt"].replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(final["at"].replace("Z", "+00:00"))
+        webhooks = [f["fate"] for f in fates if f.get("ExternalOrderId") == order["id"]]
+        ok = (
+            state["status"] == order["truth"]
+            and (provider is None or _same_end(provider_final, state["status"]))
+            and published == expected_versions
+        )
+        path = " -> ".join(f"{h['status']}({h['source']})" for h in applied)
+        return ok, (
+            f"{state['status']:<9} by {final['source']:<7} in {(ended - created).total_seconds():5.1f} s; "
+            f"{path}; ignored {len(notes)}; webhooks {','.join(webhooks) or '-'}; "
+            f"events {len(published)}/{len(expected_versions)}"
+        )
+
     def check_logs(self, log_file: Path) -> None:
         print("\ncard data:")
 
@@ -248,11 +360,28 @@ class Demo:
         self.step("no card number in any log line", scan)
 
 
+def _same_end(provider_status_name: str | None, ours: str) -> bool:
+    """Does FlexFactor's final order status name agree with ours?"""
+    from decline_rescue.lifecycle import from_provider_order
+
+    mapped, _ = from_provider_order({"statusName": provider_status_name})
+    # FlexFactor's orders have no Declined status: a declined order is Cancelled there
+    return mapped == ours or (ours == "DECLINED" and mapped == "CANCELLED")
+
+
 def main() -> int:
     log_file = Path(os.environ.get("DEMO_LOG_FILE") or ROOT / ".local" / "demo.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")
-    config = StackConfig.ephemeral(echo_logs=False, log_file=log_file)
+    config = StackConfig.ephemeral(
+        echo_logs=False,
+        log_file=log_file,
+        # a local run cannot wait minutes: orders move every second, the poller runs every
+        # two seconds and first looks at an order three seconds after a change
+        schedule_seconds=2.0,
+        flexfactor_step_seconds=1.0,
+        parameters={"PollFirstDelaySeconds": "3", "ExpiryGraceSeconds": "3"},
+    )
     print("decline-rescue demo: starting the local stack (moto, emulators, gateway, functions, queue pollers) ...")
     started = time.perf_counter()
     stack = LocalStack(config)

@@ -32,10 +32,12 @@ from devstack.emulators.cybersource import (
     TESTREST_SHARED_SECRET,
 )
 from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
+from devstack.events_tap import EventsTap
 from devstack.gateway import Gateway
 from devstack.pollers import SqsPoller
 from devstack.provision import FunctionSpec, Provisioner, Stack
 from devstack.runtime import INVOKE_PATH
+from devstack.schedules import ScheduleTicker
 from devstack.template import ROOT
 
 DEFAULT_API_KEY = "local-api-key-decline-rescue-0001"
@@ -114,6 +116,21 @@ class FlexFactorTarget:
         return self.base_url is None
 
 
+def _webhook_key(value: str | None) -> str:
+    """FLEXFACTOR_WEBHOOK_KEY (base64) when set, else a fresh random key."""
+    import base64
+    import binascii
+    import secrets as random_secrets
+
+    if value and value.strip():
+        try:
+            base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise SystemExit("FLEXFACTOR_WEBHOOK_KEY must be standard base64") from None
+        return value.strip()
+    return base64.b64encode(random_secrets.token_bytes(32)).decode()
+
+
 @dataclass
 class StackConfig:
     gateway_port: int = 3000
@@ -128,6 +145,12 @@ class StackConfig:
     flexfactor: FlexFactorTarget = field(default_factory=FlexFactorTarget)
     sqs_retry_seconds: int = 1
     parameters: dict[str, str] = field(default_factory=dict)
+    # schedules tick every this many seconds instead of the template's rate (None: the rate)
+    schedule_seconds: float | None = None
+    # the FlexFactor secret's webhookSubscriberKey, also given to the emulator to sign with
+    webhook_key: str = field(default_factory=lambda: _webhook_key(None))
+    # how fast the FlexFactor emulator moves orders along (seconds per step)
+    flexfactor_step_seconds: float = 2.0
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -139,6 +162,11 @@ class StackConfig:
             api_key=os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY,
             cybersource=CybersourceTarget.from_env(),
             flexfactor=FlexFactorTarget.from_env(),
+            schedule_seconds=float(os.environ["LOCAL_SCHEDULE_SECONDS"])
+            if os.environ.get("LOCAL_SCHEDULE_SECONDS")
+            else None,
+            webhook_key=_webhook_key(os.environ.get("FLEXFACTOR_WEBHOOK_KEY")),
+            flexfactor_step_seconds=float(os.environ.get("FLEXFACTOR_STEP_SECONDS") or 2.0),
         )
 
     @classmethod
@@ -327,6 +355,8 @@ class LocalStack:
         self.workers: dict[str, FunctionWorker] = {}
         self.gateway_server: ServerThread | None = None
         self.pollers: list[SqsPoller] = []
+        self.tickers: list[ScheduleTicker] = []
+        self.events_tap: EventsTap | None = None
         self.stack: Stack | None = None
 
     # -- URLs -----------------------------------------------------------------------
@@ -428,6 +458,12 @@ class LocalStack:
                     cfg.flexfactor.app_key,
                     "--app-secret",
                     cfg.flexfactor.app_secret,
+                    "--webhook-url",
+                    f"{self.gateway_url}/webhooks/flexfactor",
+                    "--webhook-key",
+                    cfg.webhook_key,
+                    "--step-seconds",
+                    str(cfg.flexfactor_step_seconds),
                 ],
             )
         _wait_http(self.moto_url + "/moto-api/data.json", process=moto)
@@ -479,8 +515,38 @@ class LocalStack:
             if mapping.function in self.workers:
                 self.pollers.append(SqsPoller(mapping, sqs, self.invoke, retry_delay=cfg.sqs_retry_seconds).start())
 
-        gateway = Gateway(self.stack.routes, self.invoke, cfg.api_key, stage="local")
+        bus = self.stack.physical_ids.get("OrderEventBus")
+        if bus:
+            self.events_tap = EventsTap(
+                self.aws_client("events"), sqs, bus, log=lambda line: self.logs.write("events", line)
+            ).start()
+        gateway = Gateway(
+            self.stack.routes,
+            self.invoke,
+            cfg.api_key,
+            stage="local",
+            local_routes={"/__local/events": self._list_events},
+        )
         self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
+
+        for schedule in self.stack.schedules:
+            if schedule.function in self.workers:
+                self.tickers.append(
+                    ScheduleTicker(
+                        schedule,
+                        self.invoke,
+                        every_seconds=cfg.schedule_seconds,
+                        log=lambda line: self.logs.write("scheduler", line),
+                    ).start()
+                )
+
+    def _list_events(self, request) -> tuple[int, Any]:
+        events = self.events_tap.list(request.args.get("orderId")) if self.events_tap else []
+        return 200, {"events": events, "count": len(events)}
+
+    def tick(self, function: str | None = None) -> list[Any]:
+        """Run the schedules (of ``function``) once now; their results."""
+        return [t.tick() for t in self.tickers if function is None or t.schedule.function == function]
 
     def _store_secrets(self) -> None:
         assert self.stack is not None
@@ -496,7 +562,7 @@ class LocalStack:
                         "appSecret": flex.app_secret,
                         "mid": flex.mid,
                         "siteId": flex.site_id,
-                        "webhookSubscriberKey": "",
+                        "webhookSubscriberKey": self.config.webhook_key,
                     }
                 ),
             )
@@ -513,6 +579,12 @@ class LocalStack:
         return self.workers[logical_id].invoke(event)
 
     def stop(self) -> None:
+        for ticker in self.tickers:
+            ticker.stop()
+        self.tickers.clear()
+        if self.events_tap is not None:
+            self.events_tap.stop()
+            self.events_tap = None
         if self.gateway_server is not None:
             self.gateway_server.stop()
             self.gateway_server = None
@@ -547,4 +619,10 @@ class LocalStack:
         for route in self.stack.routes:
             key = " (x-api-key)" if route.api_key_required else ""
             lines.append(f"    {route.method:6} {self.gateway_url}{route.path}{key} -> {route.function}")
+        lines.append(f"    GET    {self.gateway_url}/__local/events (local only: events published on the bus)")
+        if self.tickers:
+            lines.append("  schedules:")
+        for ticker in self.tickers:
+            every = f"every {ticker.interval:g}s" if ticker.interval else "not ticked"
+            lines.append(f"    {ticker.schedule.expression} -> {ticker.schedule.function} ({every})")
         return "\n".join(lines)

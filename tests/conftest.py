@@ -102,13 +102,21 @@ def stack(moto_url: str, cybersource, flexfactor) -> Stack:
 
 
 TEST_SITE_ID = "5f1d3a1e-8c2b-4d7a-9e61-0c4b2a9d7f10"
+# the FlexFactor secret's webhookSubscriberKey in tests (base64 of 32 bytes)
+TEST_WEBHOOK_KEY = "dGVzdC13ZWJob29rLXN1YnNjcmliZXIta2V5LTAwMDE="
 
 
 @pytest.fixture(scope="session")
 def flexfactor_credentials(stack: Stack, moto_url: str) -> dict[str, str]:
     from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
 
-    creds = {"appKey": DEFAULT_APP_KEY, "appSecret": DEFAULT_APP_SECRET, "mid": "test-mid", "siteId": TEST_SITE_ID}
+    creds = {
+        "appKey": DEFAULT_APP_KEY,
+        "appSecret": DEFAULT_APP_SECRET,
+        "mid": "test-mid",
+        "siteId": TEST_SITE_ID,
+        "webhookSubscriberKey": TEST_WEBHOOK_KEY,
+    }
     aws_client(moto_url, "secretsmanager").put_secret_value(
         SecretId=stack.physical_ids["FlexFactorSecret"], SecretString=json.dumps(creds)
     )
@@ -154,12 +162,13 @@ def reset_module_state() -> None:
     """Forget what a warm execution environment keeps: settings, clients, secret caches."""
     from aws_lambda_powertools.utilities import parameters
 
-    from decline_rescue import capture, declines, settings
+    from decline_rescue import capture, declines, lifecycle, settings
     from decline_rescue.adapters import aws
 
     settings.reset()
     capture.reset_client()
     declines.reset()
+    lifecycle.reset()
     aws.reset()
     parameters.base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()

@@ -81,3 +81,19 @@ def json_body(app: APIGatewayRestResolver) -> Any:
         return json.loads(event.decoded_body)
     except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
         raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8)")]) from None
+
+
+def raw_body(app: APIGatewayRestResolver) -> bytes:
+    """The request body's exact bytes (signatures are over them), whatever the content type."""
+    import base64
+
+    event = app.current_event
+    raw = event.body or ""
+    if len(raw) > MAX_BODY_BYTES * (4 / 3 if event.is_base64_encoded else 1) + 4:
+        raise InvalidRequest([FieldProblem("body", "too_large", f"must be at most {MAX_BODY_BYTES} bytes")])
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest([FieldProblem("body", "encoding", "is not valid base64")]) from None
+    return raw.encode("utf-8")

@@ -20,17 +20,17 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from decline_rescue import eligibility, settings
+from decline_rescue import eligibility, lifecycle, settings
 from decline_rescue.adapters.flexfactor import ProviderValidationFailed
 from decline_rescue.contract import EvaluateRequest, validate_request
 from decline_rescue.deadline import within
 from decline_rescue.errors import DeclineRescueError
 from decline_rescue.observability import logger, metrics
 
-QUEUED = "QUEUED"
-RECEIVED = "RECEIVED"
-NOT_SUBMITTED = "NOT_SUBMITTED"
-IN_FLIGHT = frozenset({QUEUED, RECEIVED})  # written by this request, not yet decided
+QUEUED = lifecycle.QUEUED
+RECEIVED = lifecycle.RECEIVED
+NOT_SUBMITTED = lifecycle.NOT_SUBMITTED
+IN_FLIGHT = lifecycle.INTAKE  # written by this request, not yet decided
 
 
 class IdempotencyConflict(DeclineRescueError):
@@ -53,27 +53,10 @@ def orders():
     return OrdersTable(settings.declines().orders_table)
 
 
-_flexfactor = None
-
-
 def flexfactor():
-    global _flexfactor
-    if _flexfactor is None:
-        from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
-        from decline_rescue.adapters.http import ProviderHttp
-        from decline_rescue.adapters.secrets import json_secret, require_keys
+    from decline_rescue.clients import flexfactor as client
 
-        cfg = settings.flexfactor()
-
-        def credentials(force: bool) -> Credentials:
-            raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
-            values = require_keys(cfg.secret_id, raw, ("appKey", "appSecret"))
-            return Credentials(values["appKey"], values["appSecret"])
-
-        _flexfactor = FlexFactorClient(
-            ProviderHttp("flexfactor", cfg.base_url, cfg.calls, retry_statuses=frozenset({409})), credentials
-        )
-    return _flexfactor
+    return client()
 
 
 def merchant_defaults() -> dict[str, str]:
@@ -104,8 +87,9 @@ def _idempotency():
 
 def reset() -> None:
     """Drop what an execution environment caches (tests change settings between cases)."""
-    global _flexfactor
-    _flexfactor = None
+    from decline_rescue import clients
+
+    clients.reset()
     orders.cache_clear()
     _idempotency.cache_clear()
 
@@ -188,8 +172,12 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     if existing is None:
         # claim the orderId before anything else: a concurrent request for the same order
         # under another key stops here (409) instead of reaching the provider too
-        claimed = table.create(request.safe_summary(), status=RECEIVED, source=source)
-        existing = {"status": claimed.status, "version": claimed.version}
+        # (on the pending index: if this request dies before the answer is recorded, the
+        # poller finds FlexFactor's order, or closes the claim when there is none)
+        claimed = table.create(
+            request.safe_summary(), status=RECEIVED, source=source, next_poll_at=lifecycle.first_poll_at(RECEIVED)
+        )
+        existing = {"orderId": order_id, "status": claimed.status, "version": claimed.version}
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
@@ -200,10 +188,9 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
         attempts_in=counts,
     )
     if not decision.eligible:
-        change = _record(table, request, existing, NOT_SUBMITTED, source, detail=decision.reason())
+        _record(request, existing, NOT_SUBMITTED, source, detail=decision.reason())
         metrics.add_metric(name="DeclineNotSubmitted", unit="Count", value=1)
         logger.info("decline not submitted", extra={"orderId": order_id, "rule": decision.rule})
-        _publish(change)
         return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
 
     try:
@@ -217,23 +204,21 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
             "detail": exc.message,
             "errors": [p.as_dict() for p in exc.problems[:25]],
         }
-        change = _record(table, request, existing, NOT_SUBMITTED, source, detail=reason)
+        _record(request, existing, NOT_SUBMITTED, source, detail=reason)
         metrics.add_metric(name="DeclineRefusedByProvider", unit="Count", value=1)
-        _publish(change)
         return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)
     table.record_attempt(card, now.date(), request.idempotency_key)
-    change = _record(
-        table,
+    status = _record(
         request,
         existing,
         answer.status,
         source,
-        fields={"orderSessionKey": answer.order_session_key, "senseKey": answer.sense_key},
+        session_key=answer.order_session_key,
+        fields={"senseKey": answer.sense_key},
     )
     metrics.add_metric(name="DeclineSubmitted", unit="Count", value=1)
-    logger.info("decline submitted", extra={"orderId": order_id, "status": answer.status})
-    _publish(change)
-    return _answer(order_id, answer.status, orderSessionKey=answer.order_session_key, submitted=True)
+    logger.info("decline submitted", extra={"orderId": order_id, "status": status})
+    return _answer(order_id, status, orderSessionKey=answer.order_session_key, submitted=True)
 
 
 def _own_order(table, request: EvaluateRequest) -> dict[str, Any] | None:
@@ -256,26 +241,28 @@ def _answer_from(order: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(
-    table,
     request: EvaluateRequest,
-    existing: dict[str, Any] | None,
+    existing: dict[str, Any],
     status: str,
     source: str,
     *,
+    session_key: str | None = None,
     fields: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
-):
-    if existing is None:
-        return table.create({**request.safe_summary(), **(fields or {})}, status=status, source=source, detail=detail)
-    return table.transition(
-        request.order_id,
-        expected_version=int(existing["version"]),
-        previous=existing["status"],
-        status=status,
+) -> str:
+    """Record the outcome through the single writer; the order's status afterwards
+    (a webhook may have moved it further while FlexFactor was answering us)."""
+    update = lifecycle.OrderUpdate(
+        updateId=f"{source}:{request.idempotency_key}",
         source=source,
-        fields=fields,
-        detail=detail,
+        orderId=request.order_id,
+        orderSessionKey=session_key,
+        status=status,
+        providerStatus=status if session_key else None,
+        reason=detail,
     )
+    outcome = lifecycle.apply(update, state=existing, fields=fields, strict_publish=False)
+    return outcome.status or status
 
 
 def accept(request: EvaluateRequest) -> dict[str, Any]:
@@ -365,9 +352,4 @@ def _dead_letter(body: str, exc, message_id: str) -> None:
 
 
 def get_order(order_id: str) -> dict[str, Any] | None:
-    state, history = orders().get_with_history(order_id)
-    if state is None:
-        return None
-    public = {k: v for k, v in state.items() if k not in ("pk", "sk")}
-    public["history"] = [{k: v for k, v in h.items() if k not in ("pk", "sk")} for h in history]
-    return public
+    return lifecycle.get_order(order_id)

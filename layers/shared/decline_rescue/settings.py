@@ -100,6 +100,18 @@ class FlexFactorSettings:
     secret_max_age_seconds: int
 
 
+@dataclass(frozen=True)
+class SecretRef:
+    secret_id: str
+    secret_max_age_seconds: int
+
+
+@lru_cache(maxsize=1)
+def flexfactor_secret() -> SecretRef:
+    """The FlexFactor secret alone (the webhook function calls no FlexFactor API)."""
+    return SecretRef(_required("FLEXFACTOR_SECRET_ID"), int(_number("SECRET_MAX_AGE_SECONDS", 300)))
+
+
 @lru_cache(maxsize=1)
 def flexfactor() -> FlexFactorSettings:
     return FlexFactorSettings(
@@ -144,8 +156,50 @@ def declines() -> DeclineSettings:
     )
 
 
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """Webhooks, polling and the single writer (each function sets what it uses)."""
+
+    orders_table: str
+    event_bus: str
+    updates_queue_url: str
+    updates_dlq_url: str
+    webhook_max_skew_seconds: int
+    poll_first_delay_seconds: float
+    poll_max_interval_seconds: float
+    poll_concurrency: int
+    expiry_grace_seconds: float
+    pending_max_hours: float
+    abandon_after_seconds: float
+
+    def require(self, name: str) -> str:
+        value = getattr(self, name)
+        if not value:
+            raise ConfigurationError(f"setting {name} is not set for this function")
+        return value
+
+
+@lru_cache(maxsize=1)
+def lifecycle() -> LifecycleSettings:
+    return LifecycleSettings(
+        orders_table=_required("ORDERS_TABLE"),
+        event_bus=os.environ.get("EVENT_BUS_NAME", ""),
+        updates_queue_url=os.environ.get("ORDER_UPDATES_QUEUE_URL", ""),
+        updates_dlq_url=os.environ.get("ORDER_UPDATES_DLQ_URL", ""),
+        webhook_max_skew_seconds=int(_number("WEBHOOK_MAX_SKEW_SECONDS", 300)),
+        poll_first_delay_seconds=_number("POLL_FIRST_DELAY_SECONDS", 120),
+        poll_max_interval_seconds=max(1.0, _number("POLL_MAX_INTERVAL_SECONDS", 3600)),
+        poll_concurrency=max(1, int(_number("POLL_CONCURRENCY", 16))),
+        expiry_grace_seconds=_number("EXPIRY_GRACE_SECONDS", 900),
+        pending_max_hours=_number("PENDING_MAX_HOURS", 72),
+        abandon_after_seconds=_number("ABANDON_AFTER_SECONDS", 3600),
+    )
+
+
 def reset() -> None:
     """Forget cached settings (tests change the environment between cases)."""
     cybersource.cache_clear()
     flexfactor.cache_clear()
+    flexfactor_secret.cache_clear()
     declines.cache_clear()
+    lifecycle.cache_clear()

@@ -10,12 +10,19 @@ from decline_rescue.observability import logger, metrics
 
 SOURCE = "decline-rescue"
 DETAIL_TYPE = "OrderStatusChanged"
+EVENT_DETAIL_TYPES = {"REFUNDED": "OrderRefunded", "CHARGEBACK": "OrderChargebackReceived"}
+
+
+def detail_type(change: Change) -> str:
+    return EVENT_DETAIL_TYPES.get(change.event or "", DETAIL_TYPE) if change.event else DETAIL_TYPE
 
 
 def publish(bus: str, change: Change) -> bool:
-    """One event per applied change; a failure is logged and counted, never raised
-    (the change is already recorded in the order's history)."""
+    """One event per applied change (``changeId`` = orderId:version, for consumers that
+    deduplicate); a failure is logged and counted, never raised (the change is already
+    recorded; the caller keeps it marked for publishing)."""
     detail = {
+        "changeId": f"{change.order_id}:{change.version}",
         "orderId": change.order_id,
         "previousStatus": change.previous,
         "status": change.status,
@@ -23,11 +30,15 @@ def publish(bus: str, change: Change) -> bool:
         "source": change.source,
         "time": change.at,
     }
+    if change.event:
+        detail["event"] = change.event
     if change.detail:
         detail["reason"] = change.detail
     try:
         response = client("events").put_events(
-            Entries=[{"Source": SOURCE, "DetailType": DETAIL_TYPE, "Detail": json.dumps(detail), "EventBusName": bus}]
+            Entries=[
+                {"Source": SOURCE, "DetailType": detail_type(change), "Detail": json.dumps(detail), "EventBusName": bus}
+            ]
         )
         if response.get("FailedEntryCount"):
             raise RuntimeError(response["Entries"][0].get("ErrorCode", "failed"))

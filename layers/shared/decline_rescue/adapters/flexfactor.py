@@ -8,6 +8,9 @@
   a retry never creates a second rescue.
 - A provider 400 (``errors: {"Field": ["message"]}``) becomes ``ProviderValidationFailed``
   naming each field in the request's own spelling.
+- Orders: ``GET /v1/orders/{id}``, the paged ``GET /v1/orders`` list, ``POST /v1/capture``
+  and ``POST /v1/orders/{id}/cancel``. Captures and cancels carry an idempotencyKey, so a
+  retry after a timeout is safe; their 409 means "not in a state for this", not "retry".
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from decline_rescue.adapters.http import Prepared, ProviderHttp
 from decline_rescue.errors import (
@@ -112,13 +116,17 @@ class FlexFactorClient:
             assert self._token is not None
             return self._token
 
-    def _authorized(self, method: str, path: str, body: bytes | None = None):
+    def _authorized(
+        self, method: str, path: str, body: bytes | None = None, *, retry_statuses: frozenset[int] | None = None
+    ):
         for refresh in (False, True):
             token = self.bearer(force=refresh)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
-            response = self.http.request(method, path, lambda headers=headers: Prepared(headers, body))
+            response = self.http.request(
+                method, path, lambda headers=headers: Prepared(headers, body), retry_statuses=retry_statuses
+            )
             if response.status_code != 401:
                 return response
             logger.warning("flexfactor refused the access token", extra={"path": path, "refreshed": refresh})
@@ -150,12 +158,77 @@ class FlexFactorClient:
         return EvaluateAnswer(status, str(key), data.get("senseKey"), data)
 
     def get_order(self, order_session_key: str) -> dict[str, Any] | None:
-        response = self._authorized("GET", f"/v1/orders/{order_session_key}")
+        response = self._authorized("GET", f"/v1/orders/{quote(order_session_key, safe='')}", retry_statuses=_NONE)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise ProviderRejected(PROVIDER, f"FlexFactor order lookup failed (HTTP {response.status_code})")
-        return response.json()
+        return _object(response)
+
+    def list_orders(self, **params: Any) -> dict[str, Any]:
+        """One page of ``GET /v1/orders`` (``from``, ``to``, ``status``, ``pageSize``, ...)."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        response = self._authorized("GET", f"/v1/orders?{query}", retry_statuses=_NONE)
+        if response.status_code != 200:
+            raise ProviderRejected(PROVIDER, f"FlexFactor order list failed (HTTP {response.status_code})")
+        return _object(response)
+
+    def capture(self, *, idempotency_key: str, order_session_key: str, amount: int, currency: str) -> ActionAnswer:
+        body = {"idempotencyKey": idempotency_key, "orderId": order_session_key, "amount": amount, "currency": currency}
+        response = self._authorized("POST", "/v1/capture", _json(body), retry_statuses=_NONE)
+        return _action(response, "capture")
+
+    def cancel(self, *, order_session_key: str, idempotency_key: str) -> ActionAnswer:
+        path = f"/v1/orders/{quote(order_session_key, safe='')}/cancel"
+        response = self._authorized("POST", path, _json({"idempotencyKey": idempotency_key}), retry_statuses=_NONE)
+        return _action(response, "cancel")
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ActionAnswer:
+    """A capture's or a cancel's outcome: ``ok``; otherwise the HTTP status and why."""
+
+    ok: bool
+    http_status: int
+    message: str
+    raw: dict[str, Any]
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _object(response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProviderRejected(PROVIDER, "FlexFactor answered something that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProviderRejected(PROVIDER, "FlexFactor answered something that is not a JSON object")
+    return data
+
+
+def _action(response, what: str) -> ActionAnswer:
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    status = str(data.get("status") or "").upper()
+    if (
+        response.status_code == 200
+        and status not in ("FAILED", "FAILURE", "ERROR")
+        and data.get("success") is not False
+    ):
+        return ActionAnswer(True, 200, "", data)
+    if response.status_code in (200, 400, 404, 409, 422):
+        errors = data.get("errors")
+        detail = data.get("title") or data.get("message") or (errors if isinstance(errors, (str, list)) else "")
+        return ActionAnswer(False, response.status_code, str(detail or f"{what} failed")[:300], data)
+    raise ProviderRejected(PROVIDER, f"FlexFactor {what} failed (HTTP {response.status_code})", reason=_title(response))
 
 
 def _title(response) -> str:

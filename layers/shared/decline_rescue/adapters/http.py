@@ -62,9 +62,6 @@ class ProviderHttp:
             return url.host
         return f"{url.host}:{url.port}"
 
-    def _retryable(self, status: int) -> bool:
-        return status >= 500 or status == 429 or status in self.retry_statuses
-
     def _send(self, method: str, path: str, prepared: Prepared, deadline: float) -> httpx.Response:
         remaining = deadline - time.monotonic()
         timeout = httpx.Timeout(
@@ -85,8 +82,19 @@ class ProviderHttp:
             response.close()
         return response
 
-    def request(self, method: str, path: str, prepare: Callable[[], Prepared]) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        prepare: Callable[[], Prepared],
+        *,
+        retry_statuses: frozenset[int] | None = None,
+    ) -> httpx.Response:
+        """Send with retries; ``retry_statuses`` replaces the client's extra retryable
+        statuses for this call (a 409 means "in progress" on one endpoint, "wrong state"
+        on another)."""
         calls = self.calls
+        extra = self.retry_statuses if retry_statuses is None else retry_statuses
         deadline = time.monotonic() + calls.budget_seconds
         outer = invocation.current()
         if outer is not None:
@@ -106,7 +114,8 @@ class ProviderHttp:
             except httpx.TransportError as exc:
                 failure, timed_out = f"unreachable ({type(exc).__name__})", False
             else:
-                if not self._retryable(response.status_code):
+                status = response.status_code
+                if not (status >= 500 or status == 429 or status in extra):
                     return response
                 failure, timed_out = f"HTTP {response.status_code}", False
                 retry_after = _retry_after(response)

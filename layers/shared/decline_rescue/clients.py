@@ -1,0 +1,58 @@
+"""Provider clients shared by the functions, built once per execution environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_flexfactor: Any = None
+
+
+def flexfactor():
+    """The FlexFactor client: credentials from Secrets Manager (re-read once on a 401),
+    one connection pool and one access token for the execution environment."""
+    global _flexfactor
+    if _flexfactor is None:
+        from decline_rescue import settings
+        from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
+        from decline_rescue.adapters.http import ProviderHttp
+        from decline_rescue.adapters.secrets import json_secret, require_keys
+
+        cfg = settings.flexfactor()
+
+        def credentials(force: bool) -> Credentials:
+            raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
+            values = require_keys(cfg.secret_id, raw, ("appKey", "appSecret"))
+            return Credentials(values["appKey"], values["appSecret"])
+
+        _flexfactor = FlexFactorClient(
+            ProviderHttp("flexfactor", cfg.base_url, cfg.calls, retry_statuses=frozenset({409})), credentials
+        )
+    return _flexfactor
+
+
+def webhook_keys() -> list[bytes]:
+    """The webhook subscriber key(s) from the FlexFactor secret: ``webhookSubscriberKey``
+    and, while rotating, ``webhookSubscriberKeyPrevious`` (base64)."""
+    import base64
+    import binascii
+
+    from decline_rescue import settings
+    from decline_rescue.adapters.secrets import json_secret, require_base64, require_keys
+
+    cfg = settings.flexfactor_secret()
+    raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds)
+    current = require_keys(cfg.secret_id, raw, ("webhookSubscriberKey",))["webhookSubscriberKey"]
+    require_base64(cfg.secret_id, "webhookSubscriberKey", current)
+    keys = [base64.b64decode(current)]
+    previous = raw.get("webhookSubscriberKeyPrevious")
+    if isinstance(previous, str) and previous.strip():
+        try:
+            keys.append(base64.b64decode(previous.strip(), validate=True))
+        except (binascii.Error, ValueError):
+            pass  # a malformed old key is simply not accepted
+    return keys
+
+
+def reset() -> None:
+    global _flexfactor
+    _flexfactor = None

@@ -1,0 +1,262 @@
+"""Polling: reconcile pending orders with FlexFactor, because webhooks can be lost.
+
+One run (``poll_orders``, on a schedule):
+1. reads the pending index shard by shard, earliest ``nextPollAt`` first, only what is due
+   (items read grow with the orders due, not with every order ever stored);
+2. looks each order up (``GET /v1/orders/{orderSessionKey}``) with bounded concurrency,
+   inside the invocation's time budget;
+3. queues what changed on the order-updates queue (the single writer applies it);
+4. pushes back the next poll of unchanged orders with exponential backoff (capped, and
+   never past the order's expiry plus grace);
+5. closes as EXPIRED an order still pending after its ``expiryDateUtc`` (or, without one,
+   ``PENDING_MAX_HOURS`` after creation) plus ``EXPIRY_GRACE_SECONDS``, after a final check;
+6. reconciles orders claimed ``RECEIVED`` whose submitting request died before recording
+   FlexFactor's answer: finds FlexFactor's order by reference number in ``GET /v1/orders``,
+   or, after ``ABANDON_AFTER_SECONDS`` with none there, closes the claim NOT_SUBMITTED.
+
+Orders not reached in a run stay due with their old ``nextPollAt``, so the next run starts
+with them: a backlog is worked through, oldest first, without starving any order. When
+FlexFactor keeps failing, the run stops early instead of hammering it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from decline_rescue import lifecycle, settings
+from decline_rescue.deadline import within
+from decline_rescue.errors import DeclineRescueError
+from decline_rescue.observability import logger, metrics
+
+PAGE = 100
+STOP_AFTER_FAILURES = 10  # consecutive provider failures that end a run early
+RESERVE_SECONDS = 3.0  # left at the end of a run for the last sends and writes
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=lifecycle.now_utc().tzinfo)
+
+
+@dataclass
+class Plan:
+    """What a run decided for one order."""
+
+    updates: list[lifecycle.OrderUpdate]
+    next_poll_at: str | None = None  # set when the order stays as it is
+    outcome: str = "unchanged"
+
+
+class Poller:
+    def __init__(self, *, now: datetime | None = None, rng: random.Random | None = None) -> None:
+        self.cfg = settings.lifecycle()
+        self.table = lifecycle.orders()
+        self.now = now or lifecycle.now_utc()
+        self.rng = rng or random.Random()
+        self.counts: Counter[str] = Counter()
+        self._failures_in_a_row = 0
+
+    # -- timing ---------------------------------------------------------------------
+
+    def expiry_of(self, item: dict[str, Any]) -> datetime | None:
+        expiry = _parse(item.get("expiryDateUtc"))
+        if expiry is None:
+            created = _parse(item.get("createdAt"))
+            expiry = created + timedelta(hours=self.cfg.pending_max_hours) if created else None
+        return expiry
+
+    def closing(self, item: dict[str, Any]) -> bool:
+        expiry = self.expiry_of(item)
+        return expiry is not None and self.now >= expiry + timedelta(seconds=self.cfg.expiry_grace_seconds)
+
+    def next_poll(self, item: dict[str, Any]) -> str:
+        polls = int(item.get("polls") or 0)
+        interval = min(self.cfg.poll_first_delay_seconds * (2 ** min(polls, 20)), self.cfg.poll_max_interval_seconds)
+        interval = max(interval, 1.0) * self.rng.uniform(0.9, 1.1)
+        moment = self.now + timedelta(seconds=interval)
+        expiry = self.expiry_of(item)
+        if expiry is not None:
+            last_check = expiry + timedelta(seconds=self.cfg.expiry_grace_seconds)
+            if self.now < last_check < moment:
+                moment = last_check  # the final check happens on time
+        return lifecycle.iso(moment)
+
+    # -- one order ------------------------------------------------------------------
+
+    def _update(self, item: dict[str, Any], **fields: Any) -> lifecycle.OrderUpdate:
+        return lifecycle.OrderUpdate(
+            updateId=f"poll:{item['orderId']}:{item['version']}:{fields.get('status') or fields.get('event')}",
+            source="poll",
+            orderId=item["orderId"],
+            observedAt=lifecycle.iso(self.now),
+            **fields,
+        )
+
+    def plan(self, item: dict[str, Any]) -> Plan:
+        """Decide one order (calls FlexFactor; raises on provider failure)."""
+        from decline_rescue.clients import flexfactor
+
+        status = item["status"]
+        key = item.get("orderSessionKey")
+        if status in lifecycle.INTAKE or not key:
+            return self._plan_claim(item)
+        found = flexfactor().get_order(str(key))
+        if found is None:
+            if self.closing(item):
+                reason = {"rule": "expired", "detail": "FlexFactor has no such order and its expiry has passed"}
+                return Plan([self._update(item, status=lifecycle.EXPIRED, reason=reason)], outcome="expired")
+            return Plan([], self.next_poll(item), "not_found")
+        reference = found.get("referenceNumber")
+        if reference and str(reference) != item["orderId"]:
+            metrics.add_metric(name="PollUntrusted", unit="Count", value=1)
+            logger.warning("polled order belongs to another reference", extra={"orderId": item["orderId"]})
+            return Plan([], self.next_poll(item), "untrusted")
+        mapped, event = lifecycle.from_provider_order(found)
+        provider_status = lifecycle.provider_status_text(found)[:100]
+        updates = []
+        if mapped and lifecycle.allowed(status, mapped):
+            updates.append(self._update(item, status=mapped, providerStatus=provider_status))
+        if event:
+            updates.append(self._update(item, event=event, providerStatus=provider_status))
+        if updates:
+            return Plan(updates, outcome="changed")
+        if self.closing(item):
+            reason = {
+                "rule": "expired",
+                "detail": f"still {provider_status or status} at FlexFactor after its expiry and grace",
+            }
+            return Plan(
+                [self._update(item, status=lifecycle.EXPIRED, providerStatus=provider_status, reason=reason)],
+                outcome="expired",
+            )
+        return Plan([], self.next_poll(item))
+
+    def _plan_claim(self, item: dict[str, Any]) -> Plan:
+        """An order claimed RECEIVED whose request never recorded FlexFactor's answer."""
+        from decline_rescue.clients import flexfactor
+
+        created = _parse(item.get("createdAt")) or self.now
+        window = {
+            "from": lifecycle.iso(created - timedelta(minutes=5)),
+            "to": lifecycle.iso(created + timedelta(minutes=15)),
+            "pageSize": 100,
+            "orderBy": "orderPlacedDate",
+            "sort": "asc",
+        }
+        for page in range(1, 11):
+            answer = flexfactor().list_orders(**window, pageNumber=page)
+            for order in answer.get("items") or []:
+                if isinstance(order, dict) and str(order.get("referenceNumber")) == item["orderId"]:
+                    mapped, _ = lifecycle.from_provider_order(order)
+                    return Plan(
+                        [
+                            self._update(
+                                item,
+                                status=mapped or lifecycle.SUBMITTED,
+                                orderSessionKey=str(order.get("id")),
+                                providerStatus=lifecycle.provider_status_text(order)[:100],
+                            )
+                        ],
+                        outcome="recovered",
+                    )
+            if not answer.get("hasNextPage"):
+                break
+        if (self.now - created).total_seconds() >= self.cfg.abandon_after_seconds:
+            reason = {
+                "rule": "abandoned",
+                "detail": "the submitting request ended before FlexFactor answered, and FlexFactor has no such order",
+            }
+            return Plan([self._update(item, status=lifecycle.NOT_SUBMITTED, reason=reason)], outcome="abandoned")
+        return Plan([], self.next_poll(item), "claim_waiting")
+
+    # -- the run --------------------------------------------------------------------
+
+    def _due(self):
+        """Due orders, shards interleaved page by page, earliest first within a shard."""
+        from decline_rescue.adapters.orders import PENDING_SHARDS
+
+        now = lifecycle.iso(self.now)
+        cursors: dict[str, Any] = {f"P{i}": None for i in range(PENDING_SHARDS)}
+        while cursors:
+            for shard in list(cursors):
+                items, cursors[shard] = self.table.due(shard, now, limit=PAGE, start=cursors[shard])
+                self.counts["read"] += len(items)
+                yield from items
+                if cursors[shard] is None:
+                    del cursors[shard]
+
+    def _work(self, item: dict[str, Any]) -> Plan:
+        try:
+            plan = self.plan(item)
+        except DeclineRescueError as exc:
+            self._failures_in_a_row += 1
+            self.counts["failed"] += 1
+            logger.warning("poll failed", extra={"orderId": item.get("orderId"), "error": exc.code})
+            plan = Plan([], self.next_poll(item), "failed")
+        else:
+            self._failures_in_a_row = 0
+        if plan.next_poll_at:
+            self.table.schedule_poll(item["orderId"], plan.next_poll_at, version=int(item["version"]), count=True)
+        return plan
+
+    def run(self, *, budget_seconds: float, lambda_context: Any = None) -> dict[str, int]:
+        from decline_rescue.webhooks import enqueue
+
+        started = time.monotonic()
+        outbox: list[lifecycle.OrderUpdate] = []
+        stop_at = started + max(budget_seconds - RESERVE_SECONDS, 0.5)
+        with within(budget_seconds, lambda_context=lambda_context) as deadline:
+            stop_at = min(stop_at, deadline - RESERVE_SECONDS)
+            with ThreadPoolExecutor(max_workers=self.cfg.poll_concurrency, thread_name_prefix="poll") as pool:
+                running: set[Future] = set()
+
+                def collect(done: set[Future]) -> None:
+                    for future in done:
+                        plan = future.result()
+                        self.counts[plan.outcome] += 1
+                        self.counts["queued"] += len(plan.updates)
+                        outbox.extend(plan.updates)
+                    while len(outbox) >= 10:
+                        enqueue(outbox[:10])
+                        del outbox[:10]
+
+                for item in self._due():
+                    if time.monotonic() >= stop_at or self._failures_in_a_row >= STOP_AFTER_FAILURES:
+                        self.counts["stopped_early"] = 1
+                        break
+                    # each task runs in a copy of this context: the invocation's deadline
+                    # bounds the provider calls made in the pool's threads too
+                    running.add(pool.submit(contextvars.copy_context().run, self._work, item))
+                    if len(running) >= self.cfg.poll_concurrency * 2:
+                        done, running = wait(running, return_when=FIRST_COMPLETED)
+                        collect(done)
+                done, _ = wait(running)
+                collect(done)
+            if outbox:
+                enqueue(outbox)
+        summary = dict(self.counts)
+        summary["seconds_ms"] = int((time.monotonic() - started) * 1000)
+        for name in ("read", "changed", "expired", "failed", "stopped_early"):
+            if self.counts[name]:
+                metrics.add_metric(name=f"Poll_{name}", unit="Count", value=self.counts[name])
+        logger.info("poll run", extra=summary)
+        return summary
+
+
+def run(*, lambda_context: Any = None, budget_seconds: float | None = None) -> dict[str, int]:
+    """One poller run within the invocation (its remaining time less a margin)."""
+    if budget_seconds is None:
+        budget_seconds = 55.0
+    return Poller().run(budget_seconds=budget_seconds, lambda_context=lambda_context)
