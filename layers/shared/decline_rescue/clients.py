@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 _flexfactor: Any = None
+_lock = threading.Lock()  # the poller's threads must share one client (one token)
 
 
 def flexfactor():
     """The FlexFactor client: credentials from Secrets Manager (re-read once on a 401),
     one connection pool and one access token for the execution environment."""
     global _flexfactor
-    if _flexfactor is None:
-        from decline_rescue import settings
-        from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
-        from decline_rescue.adapters.http import ProviderHttp
-        from decline_rescue.adapters.secrets import json_secret, require_keys
-
-        cfg = settings.flexfactor()
-
-        def credentials(force: bool) -> Credentials:
-            raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
-            values = require_keys(cfg.secret_id, raw, ("appKey", "appSecret"))
-            return Credentials(values["appKey"], values["appSecret"])
-
-        _flexfactor = FlexFactorClient(
-            ProviderHttp("flexfactor", cfg.base_url, cfg.calls, retry_statuses=frozenset({409})), credentials
-        )
+    if _flexfactor is not None:
+        return _flexfactor
+    with _lock:
+        if _flexfactor is None:
+            _flexfactor = _build()
     return _flexfactor
+
+
+def _build():
+    from decline_rescue import settings
+    from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
+    from decline_rescue.adapters.http import ProviderHttp
+    from decline_rescue.adapters.secrets import json_secret, require_keys
+
+    cfg = settings.flexfactor()
+
+    def credentials(force: bool) -> Credentials:
+        raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, force=force)
+        values = require_keys(cfg.secret_id, raw, ("appKey", "appSecret"))
+        return Credentials(values["appKey"], values["appSecret"])
+
+    return FlexFactorClient(
+        ProviderHttp("flexfactor", cfg.base_url, cfg.calls, retry_statuses=frozenset({409})), credentials
+    )
 
 
 def webhook_keys() -> list[bytes]:

@@ -202,7 +202,6 @@ class Poller:
             plan = self.plan(item)
         except DeclineRescueError as exc:
             self._failures_in_a_row += 1
-            self.counts["failed"] += 1
             logger.warning("poll failed", extra={"orderId": item.get("orderId"), "error": exc.code})
             plan = Plan([], self.next_poll(item), "failed")
         else:
