@@ -38,12 +38,58 @@ def test_every_function_uses_the_layer_and_traces(logical_id):
     assert props["Layers"]
 
 
-def test_every_route_needs_the_api_key():
+WEBHOOK_ROUTE = ("/webhooks/flexfactor", "post")
+
+
+def test_every_route_but_the_webhook_needs_the_api_key():
     paths = RESOURCES["CheckoutApi"]["Properties"]["Body"]["paths"]
     assert paths
     for path, methods in paths.items():
         for method, spec in methods.items():
+            if (path, method) == WEBHOOK_ROUTE:
+                # FlexFactor sends no API key: the HMAC signature authenticates it
+                assert {"api_key": []} not in spec.get("security", [])
+                continue
             assert {"api_key": []} in spec.get("security", []), f"{method} {path} has no API key"
+    assert WEBHOOK_ROUTE[1] in paths[WEBHOOK_ROUTE[0]]
+
+
+def test_pending_index_is_sparse_and_projects_what_the_poller_reads():
+    table = RAW["Resources"]["OrdersTable"]["Properties"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "pending"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["pendingShard", "nextPollAt"]
+    projected = set(index["Projection"]["NonKeyAttributes"])
+    assert {"orderId", "orderSessionKey", "status", "version", "expiryDateUtc", "createdAt", "polls"} <= projected
+
+
+def test_the_poller_runs_on_a_scheduler_schedule_within_its_timeout():
+    schedules = [r for r in RESOURCES.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert len(schedules) == 1
+    assert schedules[0]["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["PollOrdersFunction", "Arn"]}
+    assert schedules[0]["Properties"]["ScheduleExpression"] == {"Ref": "PollRate"}
+
+
+@pytest.mark.parametrize(
+    ("function", "queue", "dlq"),
+    [
+        ("EvaluateDeclineFunction", "DeclinesQueue", "DeclinesDeadLetterQueue"),
+        ("ApplyOrderUpdateFunction", "OrderUpdatesQueue", "OrderUpdatesDeadLetterQueue"),
+    ],
+)
+def test_queue_consumers_report_partial_failures_and_queues_dead_letter(function, queue, dlq):
+    mappings = [
+        r["Properties"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and r["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    (mapping,) = mappings
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    props = RAW["Resources"][queue]["Properties"]
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
+    timeout = FUNCTIONS[function]["Properties"]["Timeout"]
+    assert props["VisibilityTimeout"] >= 6 * timeout, "Lambda's SQS guidance: six times the function timeout"
 
 
 def test_secret_access_is_scoped_to_the_cybersource_secret():
