@@ -229,3 +229,18 @@ def api_event(sample: str, body: Any = None, *, raw_body: str | None = None) -> 
 
 def invoke(module, event: dict[str, Any], name: str = "test-function") -> dict[str, Any]:
     return module.lambda_handler(event, LambdaContext(name, 512, 10))
+
+
+@pytest.fixture
+def captured_logs():
+    """Everything the functions log (Powertools logger and EMF metrics) in this test. The
+    logger's handler keeps the stream it found at import (as Lambda's stdout), which
+    pytest's capsys/capfd never see: point it at a buffer for the test."""
+    import io
+
+    from decline_rescue.observability import logger
+
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+    yield buffer
+    logger.registered_handler.setStream(previous)

@@ -47,6 +47,9 @@ class Emulator:
     def rules(self) -> list[Rule]:
         return []
 
+    def close(self) -> None:
+        """Stop whatever background work the emulator runs (``ServerThread.stop`` calls it)."""
+
     # -- faults ---------------------------------------------------------------------
 
     def take_fault(self, endpoint: str) -> dict[str, Any] | None:
@@ -111,9 +114,11 @@ class ServerThread:
     def __init__(
         self, app: Callable, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
     ) -> None:
+        self.app = app
         self.server: BaseWSGIServer = make_server(host, port, app, threaded=True, ssl_context=ssl_context)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll interval: stop() returns within ~50 ms instead of half a second
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -127,6 +132,8 @@ class ServerThread:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if isinstance(self.app, Emulator):
+            self.app.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -3,7 +3,6 @@ environment, moto (Secrets Manager) and the Cybersource emulator over HTTP."""
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import datetime
 
@@ -22,17 +21,6 @@ SAMPLE = "issue_capture_context/post_default_fields.json"
 def handler(function_env):
     module, _ = function_env(FUNCTION)
     return module
-
-
-@pytest.fixture
-def captured_logs():
-    """Everything the functions log (Powertools logger and EMF metrics) in this test."""
-    from decline_rescue.observability import logger
-
-    buffer = io.StringIO()
-    previous = logger.registered_handler.setStream(buffer)
-    yield buffer
-    logger.registered_handler.setStream(previous)
 
 
 def call(handler, body=None, raw_body=None, sample=SAMPLE):

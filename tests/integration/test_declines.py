@@ -416,7 +416,9 @@ def test_card_number_refused_by_default(evaluate, flexfactor_url):
     assert PAN not in json.dumps(answer)
 
 
-def test_allowed_card_numbers_never_reach_tables_queues_or_logs(function_env, flexfactor_url, stack, moto_url, capfd):
+def test_allowed_card_numbers_never_reach_tables_queues_or_logs(
+    function_env, flexfactor_url, stack, moto_url, captured_logs
+):
     module, _ = function_env(EVALUATE, ALLOW_CARD_NUMBERS="true")
     cit_body = cit()
     cit_body["paymentMethod"].update(
@@ -445,7 +447,10 @@ def test_allowed_card_numbers_never_reach_tables_queues_or_logs(function_env, fl
             QueueUrl=stack.physical_ids[queue], MaxNumberOfMessages=10, VisibilityTimeout=0
         ).get("Messages", [])
         assert PAN not in find_pans(json.dumps(messages))
-    assert PAN not in find_pans(capfd.readouterr().out)
+    logs = captured_logs.getvalue()
+    assert '"message":"decline submitted"' in logs  # the functions' log lines were really captured
+    assert PAN not in find_pans(logs)
+    assert '"123"' not in logs
 
 
 # -- no accepted payload lost or doubled ------------------------------------------------------

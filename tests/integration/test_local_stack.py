@@ -64,12 +64,34 @@ def test_bad_input_through_the_gateway_is_400(local_stack):
 def test_resources_come_from_the_template(local_stack):
     secrets = local_stack.aws_client("secretsmanager").list_secrets()["SecretList"]
     assert any(s["Name"] == "decline-rescue-local/cybersource" for s in secrets)
-    assert set(local_stack.workers) == {"IssueCaptureContextFunction", "EvaluateDeclineFunction", "OrdersApiFunction"}
+    assert set(local_stack.workers) == {
+        "IssueCaptureContextFunction",
+        "EvaluateDeclineFunction",
+        "OrdersApiFunction",
+        "IngestWebhookFunction",
+        "PollOrdersFunction",
+        "ApplyOrderUpdateFunction",
+    }
     tables = local_stack.aws_client("dynamodb").list_tables()["TableNames"]
     assert len(tables) == 2
     queues = local_stack.aws_client("sqs").list_queues()["QueueUrls"]
-    assert len(queues) == 2
-    assert [p.mapping.function for p in local_stack.pollers] == ["EvaluateDeclineFunction"]
+    assert len(queues) == 5  # two queues with their DLQs, and the local events tap
+    assert sorted(p.mapping.function for p in local_stack.pollers) == [
+        "ApplyOrderUpdateFunction",
+        "EvaluateDeclineFunction",
+    ]
+    assert [(t.schedule.function, t.schedule.expression) for t in local_stack.tickers] == [
+        ("PollOrdersFunction", "rate(1 minute)")
+    ]
+
+
+def test_the_schedule_invokes_the_poller_and_events_are_listed(local_stack):
+    (result,) = local_stack.tick("PollOrdersFunction")
+    ok, summary = result
+    assert ok and "seconds_ms" in summary, summary
+    body = {"orderId": "local-events-check"}
+    listed = httpx.get(local_stack.gateway_url + "/__local/events", params=body).json()
+    assert listed == {"events": [], "count": 0}
 
 
 def test_function_logs_are_collected(local_stack):
@@ -125,6 +147,10 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     for source in (
         "[IssueCaptureContextFunction]",
         "[EvaluateDeclineFunction]",
+        "[IngestWebhookFunction]",
+        "[ApplyOrderUpdateFunction]",
+        "[PollOrdersFunction]",
+        "[events]",
         "[cybersource-emulator]",
         "[flexfactor-emulator]",
         "[moto]",
@@ -134,4 +160,4 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     test_cards = {"4111111111111111", "5555555555554444", "372425119311008"}
     assert not test_cards & set(find_pans(logs))
     assert not test_cards & set(find_pans(result.stdout + result.stderr))
-    assert "18/18 steps passed" in result.stdout
+    assert "31/31 steps passed" in result.stdout

@@ -179,9 +179,11 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         logger.warning("webhook rejected", extra={"reason": "replayed_nonce"})
         raise WebhookRejected("replayed_nonce", "this x-fc-nonce was seen before")
     try:
-        payload = json.loads(body.decode("utf-8-sig"))
+        payload = json.loads(
+            body.decode("utf-8-sig"), parse_constant=lifecycle._no_constant, parse_float=lifecycle._finite
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8)")]) from None
+        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8, finite numbers)")]) from None
     update = to_update(payload, nonce)
     if update is None:
         metrics.add_metric(name="WebhookIgnored", unit="Count", value=1)

@@ -265,7 +265,9 @@ class OrdersTable:
                             "TableName": self.table,
                             "Key": self._key(order_id),
                             "UpdateExpression": expression,
-                            "ConditionExpression": "version = :v",
+                            # a change whose event is not out yet blocks the next one: the
+                            # writer publishes it first (one pending event per order)
+                            "ConditionExpression": "version = :v AND attribute_not_exists(eventPending)",
                             "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": _marshal(values),
                         }

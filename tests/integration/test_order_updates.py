@@ -1,0 +1,688 @@
+"""ingest_webhook and apply_order_update through real API Gateway and SQS events, with the
+template's environment, against moto server: signed webhooks in, order updates queued,
+the single writer's decisions in the orders table, and one bus event per real change."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from decline_rescue import lifecycle
+from decline_rescue.carddata import find_pans
+from tests.conftest import EVENTS, TEST_WEBHOOK_KEY, api_event, aws_client, invoke
+from tests.integration.test_declines import EVALUATE, cit
+from tests.integration.test_declines import post as post_decline
+from tests.unit.test_lifecycle import http_date, signed_headers
+
+INGEST = "IngestWebhookFunction"
+APPLY = "ApplyOrderUpdateFunction"
+WEBHOOK_SAMPLE = "ingest_webhook/post_webhook.json"
+SQS_SAMPLE = json.loads((EVENTS / "apply_order_update" / "sqs_update.json").read_text())
+PAN = "4111111111111111"
+OTHER_KEY = base64.b64encode(b"not-the-subscriber-key-000000000").decode()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str = "ord") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# -- queues ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqs(moto_url):
+    return aws_client(moto_url, "sqs")
+
+
+def drain(sqs, url: str) -> list[dict]:
+    """Every visible message of a queue, deleted as read (ten per call)."""
+    out: list[dict] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not messages:
+            return out
+        out += messages
+        sqs.delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        )
+
+
+@pytest.fixture
+def queued(stack, sqs):
+    """Reads (and removes) what is on the order-updates queue; empty at the test's start."""
+    url = stack.physical_ids["OrderUpdatesQueue"]
+    drain(sqs, url)
+    return lambda: drain(sqs, url)
+
+
+@pytest.fixture
+def dead_letters(stack, sqs):
+    url = stack.physical_ids["OrderUpdatesDeadLetterQueue"]
+    drain(sqs, url)
+    return lambda: drain(sqs, url)
+
+
+@pytest.fixture
+def bus_events(stack, moto_url, sqs):
+    """Every event put on the stack's bus during the test (a rule -> an SQS queue)."""
+    events = aws_client(moto_url, "events")
+    bus = stack.physical_ids["OrderEventBus"]
+    name = f"test-events-{uuid.uuid4().hex[:10]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["decline-rescue"]}))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+    received: list[dict] = []
+
+    def read(order_id: str) -> list[dict]:
+        received.extend(json.loads(m["Body"]) for m in drain(sqs, url))
+        return [e for e in received if e["detail"].get("orderId") == order_id]
+
+    yield read
+    events.remove_targets(Rule=name, EventBusName=bus, Ids=["queue"])
+    events.delete_rule(Name=name, EventBusName=bus)
+    sqs.delete_queue(QueueUrl=url)
+
+
+# -- webhooks -------------------------------------------------------------------------------
+
+
+def payload(event: str = "order.completed", **changes) -> dict:
+    body = json.loads(api_event(WEBHOOK_SAMPLE)["body"])
+    body.update(
+        Event=event,
+        TimeStamp=now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+        ExternalOrderId=new_id(),
+        OrderId=str(uuid.uuid4()),
+        ConfirmationId=str(uuid.uuid4()),
+    )
+    body.update(changes)
+    return body
+
+
+def raw(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def webhook_event(
+    body: bytes,
+    *,
+    key: str = TEST_WEBHOOK_KEY,
+    date: datetime | None = None,
+    nonce: str | None = None,
+    sign_host: str | None = None,
+    content_type: str | None = None,
+    as_base64: bool = False,
+) -> dict:
+    """The sample API Gateway event with ``body``, signed now with the event's own Host."""
+    event = api_event(WEBHOOK_SAMPLE)
+    host = event["headers"]["Host"]
+    headers = {k: v for k, v in event["headers"].items() if not k.lower().startswith("x-fc-")}
+    headers.update(
+        signed_headers(body, key_b64=key, host=sign_host or host, date=http_date(date or now()), nonce=nonce)
+    )
+    if content_type:
+        headers["Content-Type"] = content_type
+    set_headers(event, headers)
+    event["body"] = base64.b64encode(body).decode() if as_base64 else body.decode()
+    event["isBase64Encoded"] = as_base64
+    return event
+
+
+def set_headers(event: dict, headers: dict[str, str]) -> None:
+    event["headers"] = dict(headers)
+    event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+
+
+def post(module, event: dict) -> tuple[int, dict]:
+    result = invoke(module, event, name=INGEST)
+    return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.fixture
+def ingest(function_env, queued):
+    module, _ = function_env(INGEST)
+    return module
+
+
+def test_valid_webhook_is_queued_once(ingest, queued):
+    body = payload()
+    event = webhook_event(raw(body), nonce="0123456789abcdef0123456789abcdef")
+    assert post(ingest, event) == (200, {"received": True, "queued": True})
+    messages = queued()
+    assert len(messages) == 1
+    assert json.loads(messages[0]["Body"]) == {
+        "updateId": "webhook:0123456789abcdef0123456789abcdef",
+        "source": "webhook",
+        "orderId": body["ExternalOrderId"],
+        "orderSessionKey": body["OrderId"],
+        "status": "APPROVED",
+        "providerStatus": "order.completed",
+        "observedAt": body["TimeStamp"],
+    }
+    attributes = messages[0]["MessageAttributes"]
+    assert attributes["source"]["StringValue"] == "webhook"
+    assert attributes["orderId"]["StringValue"] == body["ExternalOrderId"]
+
+
+def tamper_body(event):
+    event["body"] = event["body"].replace("order.completed", "order.cancelled")
+
+
+def tamper_header(name: str, value: str):
+    def tamper(event):
+        set_headers(event, {**event["headers"], name: value})
+
+    return tamper
+
+
+def drop_header(name: str):
+    def drop(event):
+        set_headers(event, {k: v for k, v in event["headers"].items() if k.lower() != name})
+
+    return drop
+
+
+REJECTIONS = [
+    ("tampered-body", {}, tamper_body, "content_hash_mismatch"),
+    ("tampered-nonce", {}, tamper_header("x-fc-nonce", "ffffffffffffffffffffffffffffffff"), "bad_signature"),
+    ("tampered-date", {}, tamper_header("x-fc-date", http_date(now() - timedelta(seconds=5))), "bad_signature"),
+    ("tampered-host", {"sign_host": "somewhere-else.example.com"}, None, "bad_signature"),
+    ("wrong-key", {"key": OTHER_KEY}, None, "bad_signature"),
+    ("stale-past", {"date": now() - timedelta(minutes=10)}, None, "stale_date"),
+    ("stale-future", {"date": now() + timedelta(minutes=10)}, None, "stale_date"),
+    ("body-signature", {}, tamper_header("x-fc-signature", base64.b64encode(b"x" * 64).decode()), "bad_body_signature"),
+    *[
+        (f"missing-{h}", {}, drop_header(h), "missing_header")
+        for h in ("x-fc-nonce", "x-fc-date", "x-fc-content-sha512", "x-fc-authorization", "x-fc-signature", "host")
+    ],
+]
+
+
+@pytest.mark.parametrize(("signing", "tamper", "why"), [r[1:] for r in REJECTIONS], ids=[r[0] for r in REJECTIONS])
+def test_rejected_webhooks_are_401_and_not_queued(ingest, queued, signing, tamper, why):
+    event = webhook_event(raw(payload()), **signing)
+    if tamper:
+        tamper(event)
+    code, answer = post(ingest, event)
+    assert code == 401, answer
+    assert answer["error"]["code"] == "WEBHOOK_REJECTED" and answer["error"]["reason"] == why
+    assert queued() == []
+
+
+def test_replayed_nonce_is_401(ingest, queued):
+    event = webhook_event(raw(payload()))
+    assert post(ingest, copy.deepcopy(event))[0] == 200
+    code, answer = post(ingest, event)
+    assert code == 401 and answer["error"]["reason"] == "replayed_nonce"
+    assert len(queued()) == 1
+
+
+@pytest.mark.parametrize(
+    "form", [{"content_type": "text/plain"}, {"content_type": "text/plain; charset=utf-8", "as_base64": True}]
+)
+def test_content_type_and_encoding_do_not_matter(ingest, queued, form):
+    body = payload("order.capturerequired")
+    assert post(ingest, webhook_event(raw(body), **form))[0] == 200
+    (message,) = queued()
+    update = json.loads(message["Body"])
+    assert (update["orderId"], update["status"]) == (body["ExternalOrderId"], "CAPTUREREQUIRED")
+
+
+def test_redelivery_with_a_fresh_nonce_is_queued_again(ingest, queued):
+    body = payload()
+    assert post(ingest, webhook_event(raw(body)))[0] == 200
+    assert post(ingest, webhook_event(raw({**body, "IsResent": True})))[0] == 200
+    updates = [json.loads(m["Body"]) for m in queued()]
+    assert len(updates) == 2 and len({u["updateId"] for u in updates}) == 2
+    assert {(u["orderId"], u["status"]) for u in updates} == {(body["ExternalOrderId"], "APPROVED")}
+
+
+def test_signed_body_that_is_not_json_is_400(ingest, queued):
+    code, answer = post(ingest, webhook_event(b"Event=order.completed&OrderId=1"))
+    assert code == 400 and answer["error"]["details"][0]["field"] == "body"
+    assert queued() == []
+
+
+def test_payout_events_are_accepted_but_not_queued(ingest, queued):
+    assert post(ingest, webhook_event(raw(payload("payout.created")))) == (200, {"received": True, "queued": False})
+    assert queued() == []
+
+
+def test_queue_failure_is_503_and_the_same_request_is_accepted_on_retry(function_env, queued, stack):
+    event = webhook_event(raw(payload()))
+    broken, _ = function_env(INGEST, ORDER_UPDATES_QUEUE_URL=stack.physical_ids["OrderUpdatesQueue"] + "-missing")
+    code, answer = post(broken, copy.deepcopy(event))
+    assert code == 503, answer
+    fixed, _ = function_env(INGEST)
+    assert post(fixed, event)[0] == 200, "the nonce of a request that was not queued is not a replay"
+    assert len(queued()) == 1
+
+
+# -- the single writer ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def writer(function_env, dead_letters):
+    module, _ = function_env(APPLY)
+    return module
+
+
+def make_order(status: str, *, session_key: str | None = None, pending: bool | None = None) -> dict:
+    """An order at version 1 in the orders table (as evaluate_decline writes one)."""
+    order_id = new_id()
+    pending = status in lifecycle.PENDING if pending is None else pending
+    lifecycle.orders().create(
+        {
+            "orderId": order_id,
+            "orderSessionKey": session_key or str(uuid.uuid4()),
+            "amount": 1999,
+            "currency": "USD",
+            "isMIT": False,
+        },
+        status=status,
+        source="api",
+        next_poll_at=lifecycle.iso(now() + timedelta(minutes=10)) if pending else None,
+    )
+    return lifecycle.orders().get_state(order_id)
+
+
+def update(order: dict | None, status: str | None = None, **fields) -> dict:
+    message = {"updateId": f"webhook:{uuid.uuid4().hex}", "source": "webhook", **fields}
+    if order is not None:
+        message.setdefault("orderId", order["orderId"])
+        message.setdefault("orderSessionKey", order["orderSessionKey"])
+    if status:
+        message["status"] = status
+    return message
+
+
+def sqs_event(*bodies: dict | str) -> dict:
+    event = copy.deepcopy(SQS_SAMPLE)
+    template = event["Records"][0]
+    event["Records"] = [
+        {**copy.deepcopy(template), "messageId": str(uuid.uuid4()), "body": b if isinstance(b, str) else json.dumps(b)}
+        for b in bodies
+    ]
+    return event
+
+
+def deliver(module, event: dict) -> list[str]:
+    """The message ids the handler reports as failed."""
+    result = invoke(module, event, name=APPLY)
+    return [f["itemIdentifier"] for f in result["batchItemFailures"]]
+
+
+def apply(module, *bodies: dict | str) -> None:
+    assert deliver(module, sqs_event(*bodies)) == []
+
+
+def order_and_history(order_id: str) -> tuple[dict, list[dict]]:
+    return lifecycle.orders().get_with_history(order_id)
+
+
+def kinds(history: list[dict]) -> list[str]:
+    """HIST#<version> for applied changes, HIST#<version>#<kind> for recorded-only updates."""
+    return ["#".join(h["sk"].split("#")[1:3]) for h in history]
+
+
+def test_applied_change_then_terminal_leaves_the_pending_index(writer):
+    order = make_order("RECEIVED", pending=False)
+    assert "pendingShard" not in order and "nextPollAt" not in order
+    before = lifecycle.iso(now())
+    apply(writer, update(order, "SUBMITTED", providerStatus="SUBMITTED"))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"], state["providerStatus"]) == ("SUBMITTED", 2, "SUBMITTED")
+    assert state["pendingShard"].startswith("P") and state["nextPollAt"] > before, "pending: polled later"
+    assert "eventPending" not in state
+    assert history[-1]["sk"] == "HIST#000002"
+    assert (history[-1]["previous"], history[-1]["status"], history[-1]["source"]) == (
+        "RECEIVED",
+        "SUBMITTED",
+        "webhook",
+    )
+
+    apply(writer, update(order, "APPROVED"))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 3)
+    assert "pendingShard" not in state and "nextPollAt" not in state, "terminal: off the pending index"
+    assert kinds(history) == ["000001", "000002", "000003"]
+    assert (history[-1]["previous"], history[-1]["status"]) == ("SUBMITTED", "APPROVED")
+
+
+def test_duplicate_is_noted_not_applied(writer):
+    order = make_order("SUBMITTED")
+    apply(writer, update(order, "CHALLENGE"))
+    apply(writer, update(order, "CHALLENGE"))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("CHALLENGE", 2)
+    assert kinds(history) == ["000001", "000002", "000002#duplicate"]
+    assert history[-1]["detail"]["status"] == "CHALLENGE" and history[-1]["detail"]["current"] == "CHALLENGE"
+
+
+def test_stale_update_is_noted_not_applied(writer):
+    order = make_order("CAPTUREREQUIRED")
+    apply(writer, update(order, "CHALLENGE"), update(order, "SUBMITTED"))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("CAPTUREREQUIRED", 1)
+    assert kinds(history) == ["000001", "000001#stale", "000001#stale"]
+    assert state["nextPollAt"] == order["nextPollAt"], "a stale update leaves the schedule alone"
+
+
+@pytest.mark.parametrize("terminal", ["APPROVED", "DECLINED", "CANCELLED", "EXPIRED", "NOT_SUBMITTED"])
+def test_terminal_never_regresses(writer, terminal):
+    order = make_order(terminal)
+    others = [s for s in lifecycle.STATUSES if s != terminal]
+    apply(writer, *[update(order, s) for s in others])
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == (terminal, 1)
+    assert "pendingShard" not in state and "eventPending" not in state
+    assert sorted(h["detail"]["status"] for h in history[1:]) == sorted(others)
+    assert {h["kind"] for h in history[1:]} == {"stale"}
+
+
+def test_untrusted_session_key_only_makes_the_order_due(writer):
+    order = make_order("SUBMITTED")
+    assert order["nextPollAt"] > lifecycle.iso(now())
+    apply(writer, update(order, "APPROVED", orderSessionKey=str(uuid.uuid4())))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("SUBMITTED", 1)
+    assert state["nextPollAt"] <= lifecycle.iso(now()), "due now: the poller asks FlexFactor"
+    assert state["orderSessionKey"] == order["orderSessionKey"]
+    assert kinds(history) == ["000001", "000001#untrusted"]
+
+
+def test_check_only_makes_the_order_due(writer):
+    order = make_order("CHALLENGE")
+    apply(writer, update(order, checkOnly=True, providerStatus="challenge.passed"))
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("CHALLENGE", 1)
+    assert state["nextPollAt"] <= lifecycle.iso(now())
+    assert kinds(history) == ["000001", "000001#poll-requested"]
+
+
+def test_unmatched_order_is_recorded_and_the_message_succeeds(writer, stack, moto_url):
+    missing = new_id("nobody")
+    apply(writer, update(None, "APPROVED", orderId=missing))
+    assert lifecycle.orders().get_state(missing) is None
+    items = aws_client(moto_url, "dynamodb").query(
+        TableName=stack.physical_ids["OrdersTable"],
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"UNMATCHED#{missing}"}},
+    )["Items"]
+    assert len(items) == 1
+    assert items[0]["detail"]["M"]["status"]["S"] == "APPROVED"
+
+
+def test_refund_is_recorded_once(writer, bus_events):
+    order = make_order("APPROVED")
+    refund = update(order, event="REFUNDED", eventKey="REFUNDED#2026-11-22T10:00:00Z", providerStatus="order.refunded")
+    apply(writer, refund)
+    apply(writer, {**refund, "updateId": f"webhook:{uuid.uuid4().hex}"})  # redelivered, fresh nonce
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 2)
+    assert state["eventKeys"] == ["REFUNDED#2026-11-22T10:00:00Z"]
+    assert kinds(history) == ["000001", "000002", "000002#duplicate"]
+    assert (history[1]["event"], history[1]["status"], history[1]["previous"]) == ("REFUNDED", "APPROVED", "APPROVED")
+    events = bus_events(order["orderId"])
+    assert [(e["detail-type"], e["detail"]["event"]) for e in events] == [("OrderRefunded", "REFUNDED")]
+
+
+def test_refund_seen_by_a_poll_then_by_its_webhook_is_recorded_once(writer, bus_events):
+    """A lost order.completed: the poller finds the order Returned (6) and records APPROVED
+    and the refund; the order.refunded webhook, resent later, is the same refund."""
+    order = make_order("PROCESSING")
+    poll = {"source": "poll", "orderId": order["orderId"], "providerStatus": "6 Returned", "observedAt": "x"}
+    apply(
+        writer,
+        {**poll, "updateId": f"poll:{order['orderId']}:1:APPROVED", "status": "APPROVED"},
+        {**poll, "updateId": f"poll:{order['orderId']}:1:REFUNDED", "event": "REFUNDED"},
+    )
+    state, _ = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 3)
+    webhook = update(order, event="REFUNDED", eventKey="REFUNDED#2026-11-22T10:00:00Z", providerStatus="order.refunded")
+    apply(writer, webhook)
+    state, history = order_and_history(order["orderId"])
+    assert [h.get("event") for h in history if h["sk"].count("#") == 1] == [None, None, "REFUNDED"]
+    assert state["version"] == 3
+    assert [e["detail-type"] for e in bus_events(order["orderId"])].count("OrderRefunded") == 1
+
+
+def test_malformed_messages_go_to_the_dlq_at_once(writer, dead_letters):
+    order = make_order("SUBMITTED")
+    bad = {
+        "not json": "this is not json",
+        "array": "[1, 2]",
+        "status": json.dumps(update(order, "SHIPPED")),
+        "updateId": json.dumps({**update(order, "APPROVED"), "updateId": 12}),
+        "nothing": json.dumps(update(order)),
+        "card": f'{{"updateId": "u", "source": "webhook", "note": "{PAN}"}}',
+    }
+    event = sqs_event(*bad.values())
+    assert deliver(writer, event) == []
+    letters = [json.loads(m["Body"]) for m in dead_letters()]
+    assert sorted(m["messageId"] for m in letters) == sorted(r["messageId"] for r in event["Records"])
+    by_id = {m["messageId"]: m for m in letters}
+    for (name, _), record in zip(bad.items(), event["Records"], strict=True):
+        letter = by_id[record["messageId"]]
+        assert letter["error"], name
+        if name in ("status", "updateId"):
+            assert name in letter["error"]
+    assert PAN not in find_pans(json.dumps(letters))
+    state, _ = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("SUBMITTED", 1)
+
+
+def test_each_real_change_is_published_exactly_once(writer, bus_events):
+    order = make_order("SUBMITTED")
+    steps = ["CHALLENGE", "CHALLENGE", "CAPTUREREQUIRED", "CHALLENGE", "APPROVED", "APPROVED", "DECLINED"]
+    for status in steps:
+        apply(writer, update(order, status))
+    events = bus_events(order["orderId"])
+    assert [e["detail-type"] for e in events] == ["OrderStatusChanged"] * 3
+    details = [e["detail"] for e in events]
+    assert [(d["previousStatus"], d["status"]) for d in details] == [
+        ("SUBMITTED", "CHALLENGE"),
+        ("CHALLENGE", "CAPTUREREQUIRED"),
+        ("CAPTUREREQUIRED", "APPROVED"),
+    ]
+    assert [d["changeId"] for d in details] == [f"{order['orderId']}:{v}" for v in (2, 3, 4)]
+    _, history = order_and_history(order["orderId"])
+    applied = {h["sk"]: h for h in history if h["sk"].count("#") == 1}
+    for d in details:
+        assert (
+            d["orderId"] == order["orderId"]
+            and d["source"] == "webhook"
+            and d["changeId"] == f"{order['orderId']}:{d['version']}"
+        )
+        assert d["time"] == applied[f"HIST#{d['version']:06d}"]["at"]
+    assert all(e["source"] == "decline-rescue" for e in events)
+
+
+def test_publish_failure_fails_only_that_record_and_redelivery_publishes_once(
+    function_env, writer, dead_letters, bus_events, stack
+):
+    changing = make_order("SUBMITTED")
+    duplicate = make_order("CHALLENGE")
+    stale = make_order("APPROVED")
+    event = sqs_event(
+        update(changing, "APPROVED"),
+        update(duplicate, "CHALLENGE"),
+        update(stale, "SUBMITTED"),
+        update(None, "APPROVED", orderId=new_id("nobody")),
+        "not json",
+    )
+    broken, _ = function_env(APPLY, EVENT_BUS_NAME=stack.physical_ids["OrderEventBus"] + "-missing")
+    assert deliver(broken, event) == [event["Records"][0]["messageId"]]
+    state, _ = order_and_history(changing["orderId"])
+    assert (state["status"], state["version"], state["eventPending"]) == ("APPROVED", 2, 2), "written, event owed"
+    assert bus_events(changing["orderId"]) == []
+    assert len(dead_letters()) == 1
+
+    fixed, _ = function_env(APPLY)
+    assert deliver(fixed, {"Records": [event["Records"][0]]}) == []
+    state, history = order_and_history(changing["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 2) and "eventPending" not in state
+    assert kinds(history) == ["000001", "000002", "000002#duplicate"]
+    events = bus_events(changing["orderId"])
+    assert [(e["detail"]["previousStatus"], e["detail"]["status"], e["detail"]["changeId"]) for e in events] == [
+        ("SUBMITTED", "APPROVED", f"{changing['orderId']}:2")
+    ]
+    assert deliver(fixed, {"Records": [event["Records"][0]]}) == []  # once more: still one event
+    assert len(bus_events(changing["orderId"])) == 1
+
+
+def test_a_pending_event_is_published_by_the_next_update_of_the_order(function_env, writer, bus_events, stack):
+    order = make_order("SUBMITTED")
+    broken, _ = function_env(APPLY, EVENT_BUS_NAME="no-such-bus")
+    failing = sqs_event(update(order, "PROCESSING"), update(None, "APPROVED", orderId=new_id("nobody")))
+    assert deliver(broken, failing) == [failing["Records"][0]["messageId"]]
+    fixed, _ = function_env(APPLY)
+    apply(fixed, update(order, "APPROVED"))  # another update of the order, not the redelivery
+    state, _ = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 3) and "eventPending" not in state
+    details = [e["detail"] for e in bus_events(order["orderId"])]
+    assert [(d["previousStatus"], d["status"]) for d in details] == [
+        ("SUBMITTED", "PROCESSING"),
+        ("PROCESSING", "APPROVED"),
+    ]
+
+
+def test_an_event_owed_before_a_merchant_capture_is_still_published(function_env, flexfactor_url, bus_events, stack):
+    """evaluate_decline records CAPTUREREQUIRED while EventBridge fails (the change is kept
+    with eventPending); the merchant then captures: both changes must reach the bus."""
+    evaluate, _ = function_env(EVALUATE, EVENT_BUS_NAME=stack.physical_ids["OrderEventBus"] + "-missing")
+    body = cit(transactionType="AUTHORIZATION")
+    code, answer = post_decline(evaluate, body)
+    assert (code, answer["status"]) == (200, "CAPTUREREQUIRED")
+    order_id = body["orderId"]
+    assert lifecycle.orders().get_state(order_id)["eventPending"] == 2
+
+    orders_api, _ = function_env("OrdersApiFunction")
+    event = api_event("orders_api/post_capture.json", {"amount": body["transaction"]["amount"]})
+    event["path"], event["pathParameters"] = f"/orders/{order_id}/capture", {"orderId": order_id}
+    result = invoke(orders_api, event, name="OrdersApiFunction")
+    assert result["statusCode"] == 200 and json.loads(result["body"])["status"] == "APPROVED", result["body"]
+
+    writer, _ = function_env(APPLY)  # and any later touch of the order
+    apply(writer, update({"orderId": order_id, "orderSessionKey": answer["orderSessionKey"]}, "APPROVED"))
+    changes = [(e["detail"]["previousStatus"], e["detail"]["status"]) for e in bus_events(order_id)]
+    assert changes == [("RECEIVED", "CAPTUREREQUIRED"), ("CAPTUREREQUIRED", "APPROVED")]
+
+
+# -- end to end, and card data --------------------------------------------------------------
+
+
+class _Stdout:
+    """Whatever sys.stdout is when written to (as Lambda's stdout is the log stream)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def log_lines(capsys, monkeypatch):
+    """What the functions' logger writes to stdout (its handler keeps the stream it found
+    at import, before this test's capture began: it is pointed at the current one)."""
+    from decline_rescue.observability import logger
+
+    monkeypatch.setattr(logger.registered_handler, "stream", _Stdout())
+    return lambda: capsys.readouterr().out
+
+
+def as_records(messages: list[dict]) -> dict:
+    """SQS messages as the Lambda event source mapping delivers them."""
+    event = sqs_event(*[m["Body"] for m in messages])
+    for record, message in zip(event["Records"], messages, strict=True):
+        record["messageId"] = message["MessageId"]
+    return event
+
+
+def test_card_numbers_in_event_data_reach_no_queue_table_or_log(
+    function_env, queued, dead_letters, bus_events, stack, moto_url, log_lines, caplog
+):
+    function_env(APPLY)
+    order = make_order("APPROVED")
+    pending = make_order("SUBMITTED")
+    event_data = {
+        "cardNumber": PAN,
+        "note": f"refund to card {PAN[:4]} {PAN[4:8]} {PAN[8:12]} {PAN[12:]}",
+        "pan": int(PAN),
+        "amount": 19.99,
+    }
+    ingest, _ = function_env(INGEST)
+    sent = [
+        payload(
+            "order.refunded",
+            ExternalOrderId=order["orderId"],
+            OrderId=order["orderSessionKey"],
+            EventData=event_data,
+        ),
+        payload(
+            "order.completed",
+            ExternalOrderId=pending["orderId"],
+            OrderId=pending["orderSessionKey"],
+            EventData=event_data,
+        ),
+        payload(
+            "challenge.failed",
+            ExternalOrderId=pending["orderId"],
+            OrderId=pending["orderSessionKey"],
+            EventData=event_data,
+        ),
+    ]
+    for body in sent:
+        assert post(ingest, webhook_event(raw(body)))[0] == 200
+    messages = queued()
+    assert len(messages) == 3
+    assert PAN not in find_pans(json.dumps(messages))
+    refund = next(json.loads(m["Body"]) for m in messages if "event" in json.loads(m["Body"]))
+    assert refund["reason"]["eventData"]["amount"] == 19.99, "the rest of EventData is kept"
+
+    writer, _ = function_env(APPLY)
+    assert deliver(writer, as_records(messages)) == []
+    state, history = order_and_history(order["orderId"])
+    assert state["version"] == 2 and history[1]["event"] == "REFUNDED"
+    assert order_and_history(pending["orderId"])[0]["status"] == "APPROVED"
+
+    items = aws_client(moto_url, "dynamodb").scan(TableName=stack.physical_ids["OrdersTable"])["Items"]
+    assert PAN not in find_pans(json.dumps(items))
+    assert PAN not in find_pans(json.dumps(bus_events(order["orderId"])))
+    logged = log_lines()
+    assert "webhook accepted" in logged and "order update" in logged, "the log lines were captured"
+    assert PAN not in find_pans(logged)
+    assert PAN not in find_pans(caplog.text + json.dumps([r.__dict__ for r in caplog.records], default=str))
+
+
+def test_a_refund_with_an_out_of_range_number_is_not_retried_forever(function_env, queued, writer):
+    """1e999 is a valid JSON number (Python reads it as inf): a signed refund carrying one
+    must be refused at the door or recorded, never queued as a message the writer can
+    never apply (redelivered until the DLQ, the refund lost)."""
+    order = make_order("APPROVED")
+    ingest, _ = function_env(INGEST)
+    body = raw(payload("order.refunded", ExternalOrderId=order["orderId"], OrderId=order["orderSessionKey"]))
+    body = body.replace(b'"EventData":{}', b'"EventData":{"amount":1e999}')
+    code, _ = post(ingest, webhook_event(body))
+    if code == 400:
+        assert queued() == []
+        return
+    assert code == 200
+    module, _ = function_env(APPLY)
+    assert deliver(module, as_records(queued())) == []
+    state, history = order_and_history(order["orderId"])
+    assert state["version"] == 2 and history[-1]["event"] == "REFUNDED"
