@@ -281,13 +281,13 @@ def test_provider_outage_stops_the_run_early_and_nothing_is_lost(world, flexfact
 def test_a_backlog_is_worked_through_across_runs_without_starving_any_order(world):
     from decline_rescue import polling
 
-    orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(40)]
+    orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(20)]
     for i, order_id in enumerate(orders):
-        world.make_due(order_id, at=now() - timedelta(minutes=40 - i))  # oldest first
+        world.make_due(order_id, at=now() - timedelta(minutes=20 - i))  # oldest first
     world.use("PollOrdersFunction", POLL_CONCURRENCY="2")
     seen: list[int] = []
-    for _ in range(12):
-        summary = polling.Poller().run(budget_seconds=3.25)  # 0.25 s of work per run
+    for _ in range(15):
+        summary = polling.Poller().run(budget_seconds=3.15)  # 0.15 s of work per run
         seen.append(summary.get("unchanged", 0))
         if sum(seen) >= len(orders):
             break
