@@ -7,27 +7,29 @@
   partial batch failure; a message that keeps failing ends in the queue's DLQ.
 """
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import Any
 
-from decline_rescue.api import json_body, json_response, make_resolver
+from aws_lambda_powertools.logging import correlation_paths
+
+from decline_rescue.batch import process_partial_response
+from decline_rescue.coldstart import init_done
 from decline_rescue.declines import handle_api, handle_queued, register_context
 from decline_rescue.observability import logger, metrics, tracer
+from decline_rescue.proxy import Request, Router, response
 
-app = make_resolver()
-processor = BatchProcessor(event_type=EventType.SQS)
-
-
-@app.post("/declines")
-def post_decline():
-    status, body = handle_api(json_body(app))
-    return json_response(status, body)
+router = Router()
 
 
-def record_handler(record: SQSRecord) -> dict:
-    result = handle_queued(record.body, message_id=record.message_id)
-    logger.info("queued decline processed", extra={"messageId": record.message_id, "status": result["status"]})
+@router.post("/declines")
+def post_decline(request: Request):
+    status, body = handle_api(request.json_body())
+    return response(status, body)
+
+
+def record_handler(record: dict[str, Any]) -> dict:
+    message_id = record["messageId"]
+    result = handle_queued(record["body"], message_id=message_id)
+    logger.info("queued decline processed", extra={"messageId": message_id, "status": result["status"]})
     return result
 
 
@@ -37,7 +39,8 @@ def record_handler(record: SQSRecord) -> dict:
 def lambda_handler(event, context):
     register_context(context)
     if isinstance(event, dict) and "Records" in event:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-    return app.resolve(event, context)
+        return process_partial_response(event, record_handler)
+    return router.resolve(event, context)
+
+
+init_done()

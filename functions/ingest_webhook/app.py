@@ -4,21 +4,24 @@ Invalid signature, stale date or replayed nonce: 401 with the reason, nothing qu
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue.api import json_response, make_resolver, raw_body
+from decline_rescue.coldstart import init_done
 from decline_rescue.observability import logger, metrics, tracer
+from decline_rescue.proxy import Request, Router, response
 from decline_rescue.webhooks import ingest
 
-app = make_resolver()
+router = Router()
 
 
-@app.post("/webhooks/flexfactor")
-def receive_webhook():
-    event = app.current_event
-    return json_response(200, ingest(event.http_method, raw_body(app), event.headers or {}))
+@router.post("/webhooks/flexfactor")
+def receive_webhook(request: Request):
+    return response(200, ingest(request.method, request.raw_body(), request.headers))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    return app.resolve(event, context)
+    return router.resolve(event, context)
+
+
+init_done()

@@ -2,17 +2,18 @@
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue.api import json_body, json_response, make_resolver
 from decline_rescue.capture import issue_capture_context, parse_selection
+from decline_rescue.coldstart import init_done
 from decline_rescue.observability import logger, metrics, tracer
+from decline_rescue.proxy import Request, Router, response
 
-app = make_resolver()
+router = Router()
 
 
-@app.post("/capture-contexts")
-def create_capture_context():
-    context = issue_capture_context(parse_selection(json_body(app)), lambda_context=app.lambda_context)
-    return json_response(
+@router.post("/capture-contexts")
+def create_capture_context(request: Request):
+    context = issue_capture_context(parse_selection(request.json_body()), lambda_context=request.context)
+    return response(
         201,
         {
             "captureContext": context.token,
@@ -28,4 +29,7 @@ def create_capture_context():
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    return app.resolve(event, context)
+    return router.resolve(event, context)
+
+
+init_done()

@@ -4,33 +4,37 @@ and /cancel: the merchant's actions on it (API key)."""
 from aws_lambda_powertools.logging import correlation_paths
 
 from decline_rescue import actions, lifecycle
-from decline_rescue.api import json_body, json_response, make_resolver
+from decline_rescue.coldstart import init_done
 from decline_rescue.observability import logger, metrics, tracer
+from decline_rescue.proxy import Request, Router, response
 
-app = make_resolver()
+router = Router()
 
 
-@app.get("/orders/<orderId>")
-def read_order(orderId: str):
+@router.get("/orders/<orderId>")
+def read_order(request: Request, orderId: str):
     order = lifecycle.get_order(orderId)
     if order is None:
-        return json_response(404, {"error": {"code": "ORDER_NOT_FOUND", "message": "no order with this orderId"}})
-    return json_response(200, order)
+        return response(404, {"error": {"code": "ORDER_NOT_FOUND", "message": "no order with this orderId"}})
+    return response(200, order)
 
 
-@app.post("/orders/<orderId>/capture")
-def capture_order(orderId: str):
-    return json_response(200, actions.capture(orderId, json_body(app), lambda_context=app.lambda_context))
+@router.post("/orders/<orderId>/capture")
+def capture_order(request: Request, orderId: str):
+    return response(200, actions.capture(orderId, request.json_body(), lambda_context=request.context))
 
 
-@app.post("/orders/<orderId>/cancel")
-def cancel_order(orderId: str):
-    json_body(app)  # an empty body, or JSON: anything else is a 400
-    return json_response(200, actions.cancel(orderId, lambda_context=app.lambda_context))
+@router.post("/orders/<orderId>/cancel")
+def cancel_order(request: Request, orderId: str):
+    request.json_body()  # an empty body, or JSON: anything else is a 400
+    return response(200, actions.cancel(orderId, lambda_context=request.context))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
-    return app.resolve(event, context)
+    return router.resolve(event, context)
+
+
+init_done()

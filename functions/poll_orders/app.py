@@ -1,6 +1,7 @@
 """EventBridge Scheduler: reconcile pending orders with FlexFactor (webhooks can be lost)
 and close expired ones. Changes go to the order-updates queue for the single writer."""
 
+from decline_rescue.coldstart import init_done
 from decline_rescue.observability import logger, metrics, tracer
 from decline_rescue.polling import run
 
@@ -10,3 +11,6 @@ from decline_rescue.polling import run
 @metrics.log_metrics
 def lambda_handler(event, context):
     return run(lambda_context=context)
+
+
+init_done()

@@ -49,7 +49,8 @@ def webhook_keys() -> list[bytes]:
     from decline_rescue.adapters.secrets import json_secret, require_base64, require_keys
 
     cfg = settings.flexfactor_secret()
-    raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds)
+    # read with botocore: the webhook function makes botocore clients anyway, no provider calls
+    raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds, botocore=True)
     current = require_keys(cfg.secret_id, raw, ("webhookSubscriberKey",))["webhookSubscriberKey"]
     require_base64(cfg.secret_id, "webhookSubscriberKey", current)
     keys = [base64.b64decode(current)]

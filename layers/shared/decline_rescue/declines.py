@@ -15,6 +15,7 @@ record behind, so the caller's retry (or the queue's redelivery) runs it again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -164,20 +165,11 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
     table = orders()
     now = datetime.now(UTC)
     order_id = request.order_id
-    existing = _own_order(table, request)
-    if existing is not None and existing["status"] not in IN_FLIGHT:
+    existing = _claim(table, request, source)
+    if existing["status"] not in IN_FLIGHT:
         # this very request was decided before (its idempotency record was lost to a crash
         # or expired): the order is the answer, and the provider is not asked again
         return _answer_from(existing)
-    if existing is None:
-        # claim the orderId before anything else: a concurrent request for the same order
-        # under another key stops here (409) instead of reaching the provider too
-        # (on the pending index: if this request dies before the answer is recorded, the
-        # poller finds FlexFactor's order, or closes the claim when there is none)
-        claimed = table.create(
-            request.safe_summary(), status=RECEIVED, source=source, next_poll_at=lifecycle.first_poll_at(RECEIVED)
-        )
-        existing = {"orderId": order_id, "status": claimed.status, "version": claimed.version}
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
@@ -207,18 +199,60 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
         _record(request, existing, NOT_SUBMITTED, source, detail=reason)
         metrics.add_metric(name="DeclineRefusedByProvider", unit="Count", value=1)
         return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)
-    table.record_attempt(card, now.date(), request.idempotency_key)
-    status = _record(
-        request,
-        existing,
-        answer.status,
-        source,
-        session_key=answer.order_session_key,
-        fields={"senseKey": answer.sense_key},
-    )
+    # the card's reattempt goes in the transaction that records the answer (one request
+    # less); on its own when that transaction is not the one that wrote the answer (a
+    # webhook got there first) or failed, so that an attempt FlexFactor saw always counts
+    attempt = table.attempt_item(card, now.date(), request.idempotency_key)
+    try:
+        status, written = _record(
+            request,
+            existing,
+            answer.status,
+            source,
+            session_key=answer.order_session_key,
+            fields={"senseKey": answer.sense_key},
+            also_put=[attempt],
+        )
+    except Exception:
+        with contextlib.suppress(Exception):  # the failure that matters is the one raised
+            table.record_attempt(card, now.date(), request.idempotency_key)
+        raise
+    if not written:
+        table.record_attempt(card, now.date(), request.idempotency_key)
     metrics.add_metric(name="DeclineSubmitted", unit="Count", value=1)
     logger.info("decline submitted", extra={"orderId": order_id, "status": status})
     return _answer(order_id, status, orderSessionKey=answer.order_session_key, submitted=True)
+
+
+def _claim(table, request: EvaluateRequest, source: str) -> dict[str, Any]:
+    """The order this request works on: claimed now (RECEIVED, version 1), or the one it
+    wrote before. The orderId is claimed before anything else: a concurrent request for
+    the same order under another key stops here (409) instead of reaching the provider
+    too (on the pending index: if this request dies before the answer is recorded, the
+    poller finds FlexFactor's order, or closes the claim when there is none).
+
+    A request from the API claims first and reads only when the order exists (its orderId
+    is new but for a retry whose idempotency record was lost: one request saved on every
+    checkout); a queued decline reads first (one accepted through the API has its QUEUED
+    order already)."""
+    from decline_rescue.adapters.orders import OrderConflict
+
+    if source == "queue":
+        existing = _own_order(table, request)
+        if existing is not None:
+            return existing
+    try:
+        claimed = table.create(
+            request.safe_summary(), status=RECEIVED, source=source, next_poll_at=lifecycle.first_poll_at(RECEIVED)
+        )
+    except OrderConflict:
+        if source == "queue":
+            raise  # written since it was read: the message is redelivered and reads it then
+        existing = _own_order(table, request)
+        if existing is None:
+            raise
+        return existing
+    return {"orderId": request.order_id, "status": claimed.status, "version": claimed.version}
 
 
 def _own_order(table, request: EvaluateRequest) -> dict[str, Any] | None:
@@ -249,9 +283,11 @@ def _record(
     session_key: str | None = None,
     fields: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
-) -> str:
-    """Record the outcome through the single writer; the order's status afterwards
-    (a webhook may have moved it further while FlexFactor was answering us)."""
+    also_put: list[dict[str, Any]] | None = None,
+) -> tuple[str, bool]:
+    """Record the outcome through the single writer: the order's status afterwards (a
+    webhook may have moved it further while FlexFactor was answering us), and whether
+    this update was applied (``also_put`` was written with it only then)."""
     update = lifecycle.OrderUpdate(
         updateId=f"{source}:{request.idempotency_key}",
         source=source,
@@ -261,8 +297,8 @@ def _record(
         providerStatus=status if session_key else None,
         reason=detail,
     )
-    outcome = lifecycle.apply(update, state=existing, fields=fields, strict_publish=False)
-    return outcome.status or status
+    outcome = lifecycle.apply(update, state=existing, fields=fields, strict_publish=False, also_put=also_put)
+    return outcome.status or status, outcome.result == "applied"
 
 
 def accept(request: EvaluateRequest) -> dict[str, Any]:

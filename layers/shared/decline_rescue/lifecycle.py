@@ -323,11 +323,15 @@ def apply(
     state: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
     strict_publish: bool = True,
+    also_put: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     """Apply one update to its order (see the module docstring). ``state`` is the order
     as the caller last read it (saves a read; a stale one only costs a retry).
     ``strict_publish`` raises PublishFailed when the event did not go out, so a queue
-    redelivers the update; the API path logs instead (its caller has the answer)."""
+    redelivers the update; the API path logs instead (its caller has the answer).
+    ``also_put``: items written in the transaction of a status change (e.g. the card's
+    reattempt); written only if the outcome is ``applied`` (the caller writes them
+    otherwise)."""
     table = orders()
     order_id = update.orderId
     if not order_id:
@@ -342,7 +346,7 @@ def apply(
                 raise PublishFailed("an earlier change of this order is not published yet")
             logger.warning("an earlier change's event is still unpublished", extra={"orderId": order_id})
         try:
-            outcome = _decide_and_write(table, update, state, fields or {})
+            outcome = _decide_and_write(table, update, state, fields or {}, also_put)
         except _Reread:
             state = None
             time.sleep(0.05 * attempt)  # another writer (or its publishing) is in the way
@@ -362,7 +366,9 @@ class _Reread(Exception):
     pass
 
 
-def _decide_and_write(table, update: OrderUpdate, state: dict[str, Any], fields: dict[str, Any]) -> Outcome:
+def _decide_and_write(
+    table, update: OrderUpdate, state: dict[str, Any], fields: dict[str, Any], also_put: list[dict[str, Any]] | None
+) -> Outcome:
     from decline_rescue.adapters.orders import KEEP, OrderConflict
 
     order_id = state.get("orderId") or update.orderId
@@ -439,6 +445,7 @@ def _decide_and_write(table, update: OrderUpdate, state: dict[str, Any], fields:
             fields=write_fields,
             detail=update.reason,
             next_poll_at=first_poll_at(status),
+            also_put=also_put,
         )
         return Outcome("applied", status, change)
     except OrderConflict:

@@ -2,10 +2,12 @@
 
 One run (``poll_orders``, on a schedule):
 1. reads the pending index shard by shard, earliest ``nextPollAt`` first, only what is due
-   (items read grow with the orders due, not with every order ever stored);
+   (items read grow with the orders due, not with every order ever stored), the next
+   page while the current one is worked on;
 2. looks each order up (``GET /v1/orders/{orderSessionKey}``) with bounded concurrency,
    inside the invocation's time budget;
-3. queues what changed on the order-updates queue (the single writer applies it);
+3. queues what changed on the order-updates queue (the single writer applies it), ten
+   updates per request, sent beside the lookups rather than between them;
 4. pushes back the next poll of unchanged orders with exponential backoff (capped, and
    never past the order's expiry plus grace);
 5. closes as EXPIRED an order still pending after its ``expiryDateUtc`` (or, without one,
@@ -24,8 +26,9 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,9 +38,12 @@ from decline_rescue.deadline import within
 from decline_rescue.errors import DeclineRescueError
 from decline_rescue.observability import logger, metrics
 
-PAGE = 100
+# due orders per index read: ~300 KB of projected items, under a Query's 1 MB answer;
+# few, large reads, each made while the previous page is worked on
+PAGE = 1000
 STOP_AFTER_FAILURES = 10  # consecutive provider failures that end a run early
 RESERVE_SECONDS = 3.0  # left at the end of a run for the last sends and writes
+QUICK_READ_SECONDS = 0.25  # an index read quicker than this: the shards' first pages at once
 
 
 def _parse(value: Any) -> datetime | None:
@@ -184,18 +190,50 @@ class Poller:
     # -- the run --------------------------------------------------------------------
 
     def _due(self):
-        """Due orders, shards interleaved page by page, earliest first within a shard."""
+        """Due orders, shards interleaved page by page, earliest first within a shard. The
+        next page is read (in its own thread) while this one's orders are worked on, so
+        the lookups never wait for a read; ``read`` counts what was read, a page read
+        ahead by a run that ends early included."""
         from decline_rescue.adapters.orders import PENDING_SHARDS
 
         now = lifecycle.iso(self.now)
-        cursors: dict[str, Any] = {f"P{i}": None for i in range(PENDING_SHARDS)}
-        while cursors:
-            for shard in list(cursors):
-                items, cursors[shard] = self.table.due(shard, now, limit=PAGE, start=cursors[shard])
-                self.counts["read"] += len(items)
-                yield from items
-                if cursors[shard] is None:
-                    del cursors[shard]
+        turns: deque[tuple[str, Any]] = deque((f"P{i}", None) for i in range(PENDING_SHARDS))
+
+        def read(shard: str, start: Any) -> tuple[str, list[dict[str, Any]], Any]:
+            items, cursor = self.table.due(shard, now, limit=PAGE, start=start)
+            return shard, items, cursor
+
+        with ThreadPoolExecutor(max_workers=PENDING_SHARDS, thread_name_prefix="poll-read") as reader:
+
+            def submit(turn: tuple[str, Any]) -> Future:
+                return reader.submit(contextvars.copy_context().run, read, *turn)
+
+            # the first page of every shard is read at once (on a cold start the run is
+            # mostly these round trips; the first read makes the client the others use),
+            # then one page ahead of the work, as the shards take turns. Only while reads
+            # are quick: the second one is timed, and a slow index (a large backlog, a
+            # table that is throttled or overloaded) is not sent a burst of reads at once
+            ahead: deque[Future] = deque([submit(turns.popleft())])
+            ahead[0].result()
+            if turns:
+                began = time.monotonic()
+                ahead.append(submit(turns.popleft()))
+                ahead[-1].result()
+                if time.monotonic() - began < QUICK_READ_SECONDS:
+                    ahead.extend(submit(turns.popleft()) for _ in range(len(turns)))
+            try:
+                while ahead:
+                    shard, items, cursor = ahead.popleft().result()
+                    self.counts["read"] += len(items)
+                    if cursor is not None:
+                        turns.append((shard, cursor))  # this shard's next page, after the others'
+                    if not ahead and turns:
+                        ahead.append(submit(turns.popleft()))
+                    yield from items
+            finally:  # pages read ahead of a run that stopped early were read all the same
+                for future in ahead:
+                    with suppress(Exception):
+                        self.counts["read"] += len(future.result()[1])
 
     def _work(self, item: dict[str, Any]) -> Plan:
         try:
@@ -216,8 +254,21 @@ class Poller:
         started = time.monotonic()
         outbox: list[lifecycle.OrderUpdate] = []
         stop_at = started + max(budget_seconds - RESERVE_SECONDS, 0.5)
-        with within(budget_seconds, lambda_context=lambda_context) as deadline:
+        with (
+            within(budget_seconds, lambda_context=lambda_context) as deadline,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="poll-send") as sender,
+        ):
             stop_at = min(stop_at, deadline - RESERVE_SECONDS)
+            sends: list[Future] = []
+
+            def send(batch: list[lifecycle.OrderUpdate]) -> None:
+                # full batches go out beside the lookups; a failed send fails the run (what
+                # it would have queued stays due: the next run finds it again)
+                for future in [f for f in sends if f.done()]:
+                    future.result()
+                    sends.remove(future)
+                sends.append(sender.submit(contextvars.copy_context().run, enqueue, batch))
+
             with ThreadPoolExecutor(max_workers=self.cfg.poll_concurrency, thread_name_prefix="poll") as pool:
                 running: set[Future] = set()
 
@@ -228,23 +279,26 @@ class Poller:
                         self.counts["queued"] += len(plan.updates)
                         outbox.extend(plan.updates)
                     while len(outbox) >= 10:
-                        enqueue(outbox[:10])
+                        send(outbox[:10])
                         del outbox[:10]
 
-                for item in self._due():
-                    if time.monotonic() >= stop_at or self._failures_in_a_row >= STOP_AFTER_FAILURES:
-                        self.counts["stopped_early"] = 1
-                        break
-                    # each task runs in a copy of this context: the invocation's deadline
-                    # bounds the provider calls made in the pool's threads too
-                    running.add(pool.submit(contextvars.copy_context().run, self._work, item))
-                    if len(running) >= self.cfg.poll_concurrency * 2:
-                        done, running = wait(running, return_when=FIRST_COMPLETED)
-                        collect(done)
+                with closing(self._due()) as due:
+                    for item in due:
+                        if time.monotonic() >= stop_at or self._failures_in_a_row >= STOP_AFTER_FAILURES:
+                            self.counts["stopped_early"] = 1
+                            break
+                        # each task runs in a copy of this context: the invocation's deadline
+                        # bounds the provider calls made in the pool's threads too
+                        running.add(pool.submit(contextvars.copy_context().run, self._work, item))
+                        if len(running) >= self.cfg.poll_concurrency * 2:
+                            done, running = wait(running, return_when=FIRST_COMPLETED)
+                            collect(done)
                 done, _ = wait(running)
                 collect(done)
             if outbox:
-                enqueue(outbox)
+                send(outbox)
+            for future in sends:
+                future.result()
         summary = dict(self.counts)
         summary["seconds_ms"] = int((time.monotonic() - started) * 1000)
         for name in ("read", "changed", "expired", "failed", "stopped_early"):

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import threading
@@ -33,6 +35,8 @@ from decline_rescue.observability import logger
 PROVIDER = "cybersource"
 SESSIONS_PATH = "/flex/v2/sessions"
 _KID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+# a compact JWS: three base64url segments (PyJWT accepts trailing padding)
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]*={0,2}")
 
 
 @dataclass(frozen=True)
@@ -174,10 +178,9 @@ class CybersourceClient:
     # -- verification ---------------------------------------------------------------
 
     def verify(self, token: str, *, required: tuple[str, ...], optional: tuple[str, ...]) -> VerifiedCaptureContext:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise _unverified("malformed", "the capture context is not a JWT") from None
+        header = _unverified_header(token)
+        if header is None:
+            raise _unverified("malformed", "the capture context is not a JWT")
         if header.get("alg") != "RS256":
             raise _unverified("bad_algorithm", f"algorithm {header.get('alg')!r} is not RS256")
         kid = header.get("kid")
@@ -255,6 +258,21 @@ class CybersourceClient:
             path=str(flx.get("path", "")),
             jti=str(claims.get("jti", "")),
         )
+
+
+def _unverified_header(token: str) -> dict[str, Any] | None:
+    """The JOSE header of a compact JWS, None when the token is not one. Only the header
+    segment is decoded: PyJWT's ``get_unverified_header`` decodes and checks all three,
+    character by character in Python (about 0.3 ms for a capture context), and the
+    ``jwt.decode`` that verifies the token checks them all again."""
+    if not isinstance(token, str) or not _COMPACT.fullmatch(token):
+        return None
+    segment = token.split(".", 1)[0].rstrip("=")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def _ctx_data(ctx: Any) -> dict[str, Any] | None:

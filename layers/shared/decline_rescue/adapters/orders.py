@@ -28,18 +28,15 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from decline_rescue.adapters import dynamodb_json
 from decline_rescue.adapters.aws import client
 from decline_rescue.errors import DeclineRescueError
 
 PENDING_INDEX = "pending"
 PUBLISH_LEASE_MS = 15_000  # how long a writer owns publishing the change it wrote
 PENDING_SHARDS = 8  # fixed: changing it would hide pending orders written under another count
-
-_SER = TypeSerializer()
-_DE = TypeDeserializer()
 
 
 class OrderConflict(DeclineRescueError):
@@ -50,7 +47,7 @@ class OrderConflict(DeclineRescueError):
 
 
 def _marshal(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _SER.serialize(_plain(v)) for k, v in item.items() if v is not None}
+    return {k: dynamodb_json.serialize(_plain(v)) for k, v in item.items() if v is not None}
 
 
 def _plain(value: Any) -> Any:
@@ -64,7 +61,7 @@ def _plain(value: Any) -> Any:
 
 
 def _unmarshal(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _native(_DE.deserialize(v)) for k, v in item.items()}
+    return {k: _native(dynamodb_json.deserialize(v)) for k, v in item.items()}
 
 
 def _native(value: Any) -> Any:
@@ -212,13 +209,15 @@ class OrdersTable:
         next_poll_at: str | None = KEEP,
         event: str | None = None,
         event_key: str | None = None,
+        also_put: list[dict[str, Any]] | None = None,
     ) -> Change:
         """Apply a change if the order is still at ``expected_version``: the state item
         and its history item in one transaction. ``next_poll_at`` schedules the next
         poll (None takes the order off the pending index); ``event_key`` is remembered
         so that the same refund or chargeback is never recorded twice. The change is
         marked ``eventPending`` until ``mark_published`` (the outbox the writer drains), and
-        claimed for publishing by this writer for ``PUBLISH_LEASE_MS``."""
+        claimed for publishing by this writer for ``PUBLISH_LEASE_MS``. ``also_put``: other
+        items (DynamoDB JSON, e.g. ``attempt_item``) written in the same transaction."""
         at = now_iso()
         change = Change(order_id, previous, status, expected_version + 1, source, at, detail, event)
         values: dict[str, Any] = {
@@ -273,6 +272,7 @@ class OrdersTable:
                         }
                     },
                     {"Put": {"TableName": self.table, "Item": _marshal(self._history(change))}},
+                    *({"Put": {"TableName": self.table, "Item": item}} for item in also_put or ()),
                 ]
             )
         except ClientError as exc:
@@ -481,12 +481,14 @@ class OrdersTable:
 
     def record_attempt(self, card: str, today: date, idempotency_key: str) -> None:
         """One reattempt of a card, keyed by the request: a retried request counts once."""
+        client("dynamodb").put_item(TableName=self.table, Item=self.attempt_item(card, today, idempotency_key))
+
+    @staticmethod
+    def attempt_item(card: str, today: date, idempotency_key: str) -> dict[str, Any]:
+        """The reattempt item (DynamoDB JSON), for ``record_attempt`` or ``transition(also_put=...)``."""
         expires = int(datetime.combine(today + timedelta(days=32), datetime.min.time(), UTC).timestamp())
-        client("dynamodb").put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": f"CARD#{card}"},
-                "sk": {"S": f"DAY#{today.isoformat()}#{idempotency_key}"},
-                "expiresAt": {"N": str(expires)},
-            },
-        )
+        return {
+            "pk": {"S": f"CARD#{card}"},
+            "sk": {"S": f"DAY#{today.isoformat()}#{idempotency_key}"},
+            "expiresAt": {"N": str(expires)},
+        }

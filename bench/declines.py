@@ -1,0 +1,339 @@
+"""Decline evaluation (issue 5, item 3): CIT latency over the FlexFactor floor, MIT throughput.
+
+- **CIT latency**: ``POST /declines`` through EvaluateDeclineFunction (its API Gateway
+  event ``events/evaluate_decline/post_cit.json``, the template's environment, moto server
+  and the FlexFactor emulator in their own processes), a fresh orderId, idempotencyKey and
+  card fingerprint each call (so the card's reattempt budget never stops one), versus the
+  floor: the bare FlexFactor round trip for the same evaluate (httpx, the token fetched
+  once, ``POST /v1/evaluate`` with a body made as the handler makes its own,
+  ``declines.parse(...).to_provider()``, fresh ids too). Calls alternate; the orders table
+  is renewed before each (``OrdersTable``), outside the timings. The note counts and times
+  the function's AWS requests (botocore's events). Target: p99(handler) - p99(floor) <= 25 ms.
+- **MIT throughput**: N merchant-initiated declines put on the DeclinesQueue (batch sends),
+  drained by one consumer: the local SQS poller (``devstack.pollers.SqsPoller.poll_once``,
+  the template's batch size, partial batch failure) invoking the handler. Baseline: the
+  same consumer loop (same queue, same batches, receive and delete) whose record handler
+  does only what every MIT decline cannot avoid, one bare FlexFactor evaluate. A consumer
+  that only received and deleted would make a ratio of queue plumbing against everything,
+  and a bare evaluate loop without the queue would leave the queue's cost on one side only;
+  this baseline is the ceiling any consumer of this queue and provider can reach, so the
+  ratio says how much of it our bookkeeping (idempotency, order, history, counters, event)
+  leaves.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bench.core import ROOT, BenchEnv, Row, Stats
+from bench.harness import Harness, event
+from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
+from devstack.pollers import SqsPoller
+
+FUNCTION = "EvaluateDeclineFunction"
+BENCHMARK = "declines"
+CIT_EVENT = "evaluate_decline/post_cit.json"
+FIXTURES = ROOT / "tests" / "fixtures"
+SEED_CIT = json.loads((FIXTURES / "seed_cit_corrected.json").read_text())["request"]
+SEED_MIT = json.loads((FIXTURES / "seed_mit_corrected.json").read_text())["request"]
+OVERHEAD_LIMIT_S = 0.025
+
+
+def cit_body() -> dict[str, Any]:
+    """A fresh customer-initiated decline FlexFactor approves (as tests/integration/test_declines.py)."""
+    body = copy.deepcopy(SEED_CIT)
+    body["orderId"] = f"bench-{uuid.uuid4().hex[:16]}"
+    body["idempotencyKey"] = str(uuid.uuid4())
+    body["transaction"].update(timestampUtc=datetime.now(UTC).isoformat(), amount=1999, responseCode="51")
+    body["paymentMethod"].update(
+        cardLast4Digits="4444", cardBinNumber="555555", cardBrand="MASTERCARD", cardFingerprint=uuid.uuid4().hex
+    )
+    return body
+
+
+def mit_body() -> dict[str, Any]:
+    body = copy.deepcopy(SEED_MIT)
+    body["orderId"] = f"bench-mit-{uuid.uuid4().hex[:16]}"
+    body["idempotencyKey"] = str(uuid.uuid4())
+    body["transaction"]["timestampUtc"] = datetime.now(UTC).isoformat()
+    body["expiryDateUtc"] = (datetime.now(UTC) + timedelta(days=10)).isoformat()
+    body["paymentMethod"].update(cardFingerprint=uuid.uuid4().hex, cardLast4Digits="0007")
+    return body
+
+
+def provider_body(raw: dict[str, Any]) -> dict[str, Any]:
+    """The body the handler sends to /v1/evaluate for ``raw`` (mid and siteId from the secret)."""
+    from decline_rescue import declines
+
+    return declines.parse(raw).to_provider()
+
+
+class Floor:
+    """The bare FlexFactor evaluate: a kept httpx client, one token for the run."""
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=10)
+        answer = self.client.post("/v1/oauth2/token", json={"AppKey": DEFAULT_APP_KEY, "AppSecret": DEFAULT_APP_SECRET})
+        answer.raise_for_status()
+        self.headers = {
+            "Authorization": f"Bearer {answer.json()['accessToken']}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+
+    def evaluate(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.post(
+            "/v1/evaluate", content=json.dumps(body, separators=(",", ":")).encode(), headers=self.headers
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"FlexFactor answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OrdersTable:
+    """Renews the orders table between measurements. moto's TransactWriteItems deep-copies
+    the whole table for each item of a transaction (its rollback), and a table keeps an
+    entry for every partition key ever written even once its items are deleted: left
+    alone, each decline's two transactions cost more than the last (7 ms at the start,
+    19 ms after 500 declines), a cost DynamoDB does not have. So the table is deleted and
+    made again, empty, with the template's keys and index, outside the timings."""
+
+    def __init__(self, harness: Harness) -> None:
+        assert harness.stack is not None
+        self.name = harness.stack.physical_ids["OrdersTable"]
+        self.ddb = harness.client("dynamodb")
+        table = self.ddb.describe_table(TableName=self.name)["Table"]
+        self.spec: dict[str, Any] = {
+            "TableName": self.name,
+            "KeySchema": table["KeySchema"],
+            "AttributeDefinitions": table["AttributeDefinitions"],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        indexes = [
+            {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+            for i in table.get("GlobalSecondaryIndexes") or []
+        ]
+        if indexes:
+            self.spec["GlobalSecondaryIndexes"] = indexes
+
+    def state(self, order_id: str) -> dict[str, Any] | None:
+        key = {"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "STATE"}}
+        return self.ddb.get_item(TableName=self.name, Key=key, ConsistentRead=True).get("Item")
+
+    def renew(self) -> float:
+        """Delete the table and make it again, empty; the seconds it took (left out of a measurement)."""
+        began = time.perf_counter()
+        self.ddb.delete_table(TableName=self.name)
+        self.ddb.create_table(**self.spec)
+        return time.perf_counter() - began
+
+
+class AwsRequests:
+    """Counts and times the AWS requests the function's own clients make (botocore's
+    before-call and after-call events, so the time includes botocore's own work)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.by_operation: collections.Counter[str] = collections.Counter()
+        self.seconds: collections.Counter[str] = collections.Counter()
+
+    def install(self) -> None:
+        from decline_rescue.adapters import aws
+
+        for service in ("dynamodb", "events", "sqs", "secretsmanager"):
+            events = aws.client(service).meta.events
+            events.register("before-call", self._before)
+            events.register("after-call", self._after)
+
+    def _before(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        self.count += 1
+        self.by_operation[model.name] += 1
+        context["bench_started"] = time.perf_counter()
+
+    def _after(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        self.seconds[model.name] += time.perf_counter() - context.get("bench_started", time.perf_counter())
+
+    def describe(self, n: int) -> str:
+        return ", ".join(
+            f"{op} {c / n:g} ({self.seconds[op] / c * 1000:.1f} ms)" for op, c in sorted(self.by_operation.items())
+        )
+
+
+def _invoke(harness: Harness, module, ev: dict[str, Any]) -> dict[str, Any]:
+    with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics (Lambda's stdout)
+        return module.lambda_handler(ev, harness.context(FUNCTION, 30))
+
+
+def cit(harness: Harness, env: BenchEnv) -> Row:
+    module = harness.load(FUNCTION)
+    floor = Floor(harness.flexfactor_url)
+    template = event(CIT_EVENT)
+    n, warmup = env.n(200, 40), 10
+    handler_samples: list[float] = []
+    floor_samples: list[float] = []
+    statuses: dict[str, int] = {}
+    table = OrdersTable(harness)
+    requests = AwsRequests()
+    get_item: list[float] = []  # what one DynamoDB request costs against moto server, for scale
+    try:
+        for i in range(warmup + n):
+            if i == warmup:
+                requests.install()
+            table.renew()
+            began = time.perf_counter()
+            table.state("no-such-order")
+            get_item.append(time.perf_counter() - began)
+            # the floor: the same payload shape, its own fresh ids
+            body = provider_body(cit_body())
+            began = time.perf_counter()
+            floor.evaluate(body)
+            floor_elapsed = time.perf_counter() - began
+
+            ev = copy.deepcopy(template)
+            ev["body"] = json.dumps(cit_body())
+            began = time.perf_counter()
+            result = _invoke(harness, module, ev)
+            elapsed = time.perf_counter() - began
+            answer = json.loads(result["body"])
+            if result["statusCode"] != 200 or not answer.get("submitted"):
+                raise RuntimeError(f"POST /declines answered {result['statusCode']}: {answer}")
+            statuses[answer["status"]] = statuses.get(answer["status"], 0) + 1
+            if i >= warmup:
+                handler_samples.append(elapsed)
+                floor_samples.append(floor_elapsed)
+    finally:
+        floor.close()
+    handler, bare, one = Stats(handler_samples), Stats(floor_samples), Stats(get_item[warmup:])
+    overhead = handler.p99 - bare.p99
+    per_decline = requests.count / n
+    in_requests = sum(requests.seconds.values()) / n
+    return Row(
+        BENCHMARK,
+        "CIT POST /declines, p99 overhead over the FlexFactor round trip",
+        f"{overhead * 1000:.1f} ms",
+        f"{bare.p99 * 1000:.1f} ms",
+        None,
+        f"<= {OVERHEAD_LIMIT_S * 1000:.0f} ms overhead p99",
+        overhead <= OVERHEAD_LIMIT_S,
+        f"handler {handler.describe()}; floor (bare /v1/evaluate, token reused) {bare.describe()}; "
+        f"p50 overhead {(handler.median - bare.median) * 1000:.1f} ms; answers {statuses}; "
+        f"AWS requests per decline {per_decline:g}, {in_requests * 1000:.1f} ms on average (by operation, count "
+        f"and mean time: {requests.describe(n)}); one DynamoDB GetItem against moto server {one.describe()}",
+    )
+
+
+def _queue_url(harness: Harness, mapping) -> str:
+    name = mapping.queue_arn.rsplit(":", 1)[1]
+    return harness.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+
+def _enqueue(sqs, queue_url: str, bodies: list[dict[str, Any]]) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": json.dumps(b, separators=(",", ":")),
+                "MessageAttributes": {"orderId": {"DataType": "String", "StringValue": b["orderId"]}},
+            }
+            for i, b in enumerate(bodies[start : start + 10])
+        ]
+        failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed")
+        if failed:
+            raise RuntimeError(f"enqueue failed: {failed[:2]}")
+
+
+def _drain(poller: SqsPoller, expected: int) -> tuple[int, float]:
+    done, idle = 0, 0
+    began = time.perf_counter()
+    while done < expected and idle < 20:
+        n = poller.poll_once()
+        done += n
+        idle = 0 if n else idle + 1
+    return done, time.perf_counter() - began
+
+
+def mit(harness: Harness, env: BenchEnv) -> Row:
+    module = harness.load(FUNCTION)
+    assert harness.stack is not None
+    mapping = next(m for m in harness.stack.event_sources if m.function == FUNCTION)
+    sqs = harness.client("sqs")
+    queue_url = _queue_url(harness, mapping)
+    n = env.n(120, 30)
+    failures: list[Any] = []
+    table = OrdersTable(harness)
+    excluded = [0.0]  # seconds spent checking and renewing the orders table inside the drain
+
+    statuses: dict[str, int] = {}
+
+    def handler(function: str, ev: dict[str, Any]) -> tuple[bool, Any]:
+        result = _invoke(harness, module, ev)
+        failures.extend(result.get("batchItemFailures") or [])
+        began = time.perf_counter()
+        for record in ev["Records"]:  # submitted, not stopped by a rule nor left behind
+            state = table.state(json.loads(record["body"])["orderId"])
+            status = state["status"]["S"] if state else "MISSING"
+            statuses[status] = statuses.get(status, 0) + 1
+        excluded[0] += time.perf_counter() - began + table.renew()
+        return True, result
+
+    floor = Floor(harness.flexfactor_url)
+
+    def bare(function: str, ev: dict[str, Any]) -> tuple[bool, Any]:
+        for record in ev["Records"]:
+            floor.evaluate(provider_body(json.loads(record["body"])))
+        excluded[0] += table.renew()
+        return True, {"batchItemFailures": []}
+
+    runs: dict[str, list[float]] = {"handler": [], "floor": []}
+    try:
+        # two rounds each, alternating, half the declines a round: drift hits both alike
+        for _ in range(2):
+            for name, invoke in (("floor", bare), ("handler", handler)):
+                bodies = [mit_body() for _ in range(n // 2)]
+                _enqueue(sqs, queue_url, bodies)
+                poller = SqsPoller(mapping, sqs, invoke, retry_delay=0, wait_seconds=0)
+                excluded[0] = 0.0
+                done, seconds = _drain(poller, len(bodies))
+                seconds -= excluded[0]
+                if done != len(bodies):
+                    raise RuntimeError(f"{name}: drained {done} of {len(bodies)} messages")
+                runs[name].append(len(bodies) / seconds)
+    finally:
+        floor.close()
+    if failures:
+        raise RuntimeError(f"the handler failed {len(failures)} record(s): {failures[:3]}")
+    if set(statuses) & {"MISSING", "QUEUED", "RECEIVED", "NOT_SUBMITTED"}:
+        raise RuntimeError(f"MIT declines were not all submitted: {statuses}")
+    ours, ceiling = Stats(runs["handler"]).median, Stats(runs["floor"]).median
+    return Row(
+        BENCHMARK,
+        f"MIT declines per second per consumer (batches of {mapping.batch_size})",
+        f"{ours:.0f} /s",
+        f"{ceiling:.0f} /s",
+        ours / ceiling,
+        "reported (no target)",
+        True,
+        f"{n} MIT declines through the DeclinesQueue per side, in 2 alternating rounds ({statuses}; rates "
+        f"{', '.join(f'{r:.0f}' for r in runs['handler'])} /s vs {', '.join(f'{r:.0f}' for r in runs['floor'])} /s); "
+        f"per decline {1000 / ours:.1f} ms vs {1000 / ceiling:.1f} ms; baseline: the same SqsPoller loop "
+        "(receive, delete) with one bare /v1/evaluate per record, the ceiling of any consumer of this queue "
+        "and provider",
+    )
+
+
+def run(env: BenchEnv) -> list[Row]:
+    with Harness() as harness:
+        return [cit(harness, env), mit(harness, env)]
