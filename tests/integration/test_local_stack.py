@@ -8,12 +8,14 @@ import base64
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from decline_rescue.carddata import find_pans
+from devstack import samples
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import CybersourceEmulator
 from devstack.stack import CybersourceTarget, LocalStack, StackConfig
@@ -89,9 +91,20 @@ def test_the_schedule_invokes_the_poller_and_events_are_listed(local_stack):
     (result,) = local_stack.tick("PollOrdersFunction")
     ok, summary = result
     assert ok and "seconds_ms" in summary, summary
-    body = {"orderId": "local-events-check"}
-    listed = httpx.get(local_stack.gateway_url + "/__local/events", params=body).json()
-    assert listed == {"events": [], "count": 0}
+    decline = samples.decline()  # a customer-initiated decline FlexFactor approves at once
+    answer = httpx.post(
+        local_stack.gateway_url + "/declines", json=decline, headers={"x-api-key": local_stack.config.api_key}
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "APPROVED"
+    listed: dict = {}
+    for _ in range(50):  # the tap drains the bus's queue every second
+        listed = httpx.get(local_stack.gateway_url + "/__local/events", params={"orderId": decline["orderId"]}).json()
+        if listed["count"]:
+            break
+        time.sleep(0.1)
+    assert listed["count"] == 1, listed
+    detail = listed["events"][0]["detail"]
+    assert (detail["previousStatus"], detail["status"], detail["source"]) == ("RECEIVED", "APPROVED", "api")
 
 
 def test_function_logs_are_collected(local_stack):

@@ -22,7 +22,6 @@ event is out, and any later touch of the order publishes what is still pending.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -464,8 +463,12 @@ def _unmatched(table, update: OrderUpdate) -> Outcome:
     return Outcome("unmatched", None)
 
 
-def new_update_id() -> str:
-    return uuid.uuid4().hex
+def enqueue(updates: list[OrderUpdate]) -> None:
+    """Put updates on the order-updates queue for the writer (batched); raises if any failed."""
+    from decline_rescue.adapters import updates as queue
+
+    url = settings.lifecycle().require("updates_queue_url")
+    queue.send(url, [(u.to_message(), u.orderId, u.source) for u in updates])
 
 
 def handle_message(body: str, *, message_id: str = "") -> str:

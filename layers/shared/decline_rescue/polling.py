@@ -249,7 +249,7 @@ class Poller:
         return plan
 
     def run(self, *, budget_seconds: float, lambda_context: Any = None) -> dict[str, int]:
-        from decline_rescue.webhooks import enqueue
+        from decline_rescue.lifecycle import enqueue
 
         started = time.monotonic()
         outbox: list[lifecycle.OrderUpdate] = []

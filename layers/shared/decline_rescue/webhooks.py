@@ -189,7 +189,7 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         metrics.add_metric(name="WebhookIgnored", unit="Count", value=1)
         return {"received": True, "queued": False}
     try:
-        enqueue([update])
+        lifecycle.enqueue([update])
     except Exception:
         # not queued: forget the nonce, so the provider's retry of this very request is
         # accepted instead of refused as a replay
@@ -198,12 +198,3 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
     metrics.add_metric(name="WebhookAccepted", unit="Count", value=1)
     logger.info("webhook accepted", extra={"orderId": update.orderId, "event": update.providerStatus})
     return {"received": True, "queued": True}
-
-
-def enqueue(updates: list[lifecycle.OrderUpdate]) -> None:
-    """Put updates on the order-updates queue (batched); raises if any failed."""
-    from decline_rescue.adapters import updates as queue
-
-    queue.send(
-        settings.lifecycle().require("updates_queue_url"), [(u.to_message(), u.orderId, u.source) for u in updates]
-    )
