@@ -195,7 +195,7 @@ class Floor:
     def __init__(self, url: str, ca: Path) -> None:
         import httpx
 
-        from decline_rescue.adapters import http_signature
+        from decline_rescue.providers.cybersource import http_signature
         from devstack.emulators.cybersource import TESTREST_KEY_ID, TESTREST_MERCHANT_ID, TESTREST_SHARED_SECRET
 
         self.body = json.dumps({"fields": CARD_FIELDS}, separators=(",", ":")).encode()

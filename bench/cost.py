@@ -219,7 +219,7 @@ class Lifecycles:
         counted where it is sent."""
         self._unpatch = lambda: None
         try:
-            from decline_rescue.adapters import secretsmanager
+            from decline_rescue.infra import secretsmanager
         except ImportError:
             return
         original = secretsmanager.get_secret_value

@@ -73,7 +73,7 @@ def mit_body() -> dict[str, Any]:
 
 def provider_body(raw: dict[str, Any]) -> dict[str, Any]:
     """The body the handler sends to /v1/evaluate for ``raw`` (mid and siteId from the secret)."""
-    from decline_rescue import declines
+    from decline_rescue.services import declines
 
     return declines.parse(raw).to_provider()
 
@@ -151,7 +151,7 @@ class AwsRequests:
         self.seconds: collections.Counter[str] = collections.Counter()
 
     def install(self) -> None:
-        from decline_rescue.adapters import aws
+        from decline_rescue.infra import aws
 
         for service in ("dynamodb", "events", "sqs", "secretsmanager"):
             events = aws.client(service).meta.events

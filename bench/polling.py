@@ -198,7 +198,7 @@ class World:
         ddb.delete_table(TableName=table)
 
     def item(self, i: int, *, ended: bool = False, next_poll_at: str | None = None) -> dict[str, Any]:
-        from decline_rescue.adapters.orders import shard_of
+        from decline_rescue.infra.orders_store import shard_of
 
         kind = "ended" if ended else ("mit" if i % MIT_EVERY == MIT_EVERY - 1 else "cit")
         item = copy.deepcopy(self.templates[kind])
@@ -247,7 +247,7 @@ class World:
 
     def poll(self, table: str, stored: int, due: int) -> Run:
         """One PollOrdersFunction invocation on ``table``, metered."""
-        from decline_rescue.adapters import aws
+        from decline_rescue.infra import aws
         from devstack.runtime import LambdaContext
 
         queue = self.new_queue()
@@ -316,7 +316,7 @@ def _cpu_seconds(pid: int) -> float:
 def calibrate(world: World, table: str, stored: int) -> dict[str, float]:
     """moto's CPU per operation the poller makes, one at a time on ``table``: a next-poll
     UpdateItem (the poller's own write) and an index Query answering 1000 items."""
-    from decline_rescue import lifecycle
+    from decline_rescue.services import writer as lifecycle
 
     world.h.load("PollOrdersFunction", ORDERS_TABLE=table)
     orders = lifecycle.orders()

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from decline_rescue.carddata import find_pans
+from decline_rescue.domain.carddata import find_pans
 from devstack import browser, samples
 from devstack.stack import LocalStack, StackConfig
 from devstack.template import ROOT
@@ -362,7 +362,7 @@ class Demo:
 
 def _same_end(provider_status_name: str | None, ours: str) -> bool:
     """Does FlexFactor's final order status name agree with ours?"""
-    from decline_rescue.lifecycle import from_provider_order
+    from decline_rescue.services.writer import from_provider_order
 
     mapped, _ = from_provider_order({"statusName": provider_status_name})
     # FlexFactor's orders have no Declined status: a declined order is Cancelled there

@@ -162,8 +162,11 @@ def reset_module_state() -> None:
     """Forget what a warm execution environment keeps: settings, clients, secret caches."""
     from aws_lambda_powertools.utilities import parameters
 
-    from decline_rescue import capture, declines, lifecycle, settings
-    from decline_rescue.adapters import aws
+    from decline_rescue.infra import aws
+    from decline_rescue.runtime import settings
+    from decline_rescue.services import capture_contexts as capture
+    from decline_rescue.services import declines
+    from decline_rescue.services import writer as lifecycle
 
     settings.reset()
     capture.reset_client()
@@ -238,7 +241,7 @@ def captured_logs():
     pytest's capsys/capfd never see: point it at a buffer for the test."""
     import io
 
-    from decline_rescue.observability import logger
+    from decline_rescue.runtime.observability import logger
 
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from decline_rescue.capture import FLEX_FIELDS
+from decline_rescue.services.capture_contexts import FLEX_FIELDS
 from devstack.emulators.base import Emulator, json_response, serve_forever
 
 # The official SDK's public sandbox sample merchant (its own sample configuration).

@@ -2,15 +2,15 @@
 
 Partial batch failure: an update that conflicts or cannot publish its event is retried
 (and ends in the DLQ after five tries); a malformed message goes to the DLQ at once.
-Batches are answered through ``decline_rescue.batch`` (Powertools' partial batch
+Batches are answered through ``decline_rescue.runtime.batch`` (Powertools' partial batch
 response, without its import on every cold start)."""
 
 from typing import Any
 
-from decline_rescue.batch import process_partial_response
-from decline_rescue.coldstart import init_done
-from decline_rescue.lifecycle import handle_message
-from decline_rescue.observability import logger, metrics, tracer
+from decline_rescue.runtime.batch import process_partial_response
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.services.writer import handle_message
 
 
 def record_handler(record: dict[str, Any]) -> str:

@@ -11,11 +11,11 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue.batch import process_partial_response
-from decline_rescue.coldstart import init_done
-from decline_rescue.declines import handle_api, handle_queued, register_context
-from decline_rescue.observability import logger, metrics, tracer
-from decline_rescue.proxy import Request, Router, response
+from decline_rescue.runtime.batch import process_partial_response
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.runtime.router import Request, Router, response
+from decline_rescue.services.declines import handle_api, handle_queued, register_context
 
 router = Router()
 

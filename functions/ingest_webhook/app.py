@@ -4,10 +4,10 @@ Invalid signature, stale date or replayed nonce: 401 with the reason, nothing qu
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue.coldstart import init_done
-from decline_rescue.observability import logger, metrics, tracer
-from decline_rescue.proxy import Request, Router, response
-from decline_rescue.webhooks import ingest
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.runtime.router import Request, Router, response
+from decline_rescue.services.webhooks import ingest
 
 router = Router()
 

@@ -2,10 +2,10 @@
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue.capture import issue_capture_context, parse_selection
-from decline_rescue.coldstart import init_done
-from decline_rescue.observability import logger, metrics, tracer
-from decline_rescue.proxy import Request, Router, response
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.runtime.router import Request, Router, response
+from decline_rescue.services.capture_contexts import issue_capture_context, parse_selection
 
 router = Router()
 

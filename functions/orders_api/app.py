@@ -3,10 +3,11 @@ and /cancel: the merchant's actions on it (API key)."""
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from decline_rescue import actions, lifecycle
-from decline_rescue.coldstart import init_done
-from decline_rescue.observability import logger, metrics, tracer
-from decline_rescue.proxy import Request, Router, response
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.runtime.router import Request, Router, response
+from decline_rescue.services import actions
+from decline_rescue.services import writer as lifecycle
 
 router = Router()
 

@@ -1,9 +1,9 @@
 """EventBridge Scheduler: reconcile pending orders with FlexFactor (webhooks can be lost)
 and close expired ones. Changes go to the order-updates queue for the single writer."""
 
-from decline_rescue.coldstart import init_done
-from decline_rescue.observability import logger, metrics, tracer
-from decline_rescue.polling import run
+from decline_rescue.runtime.coldstart import init_done
+from decline_rescue.runtime.observability import logger, metrics, tracer
+from decline_rescue.services.polling import run
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from decline_rescue.capture import FLEX_FIELDS
+from decline_rescue.services.capture_contexts import FLEX_FIELDS
 from tests.conftest import api_event, invoke, put_cybersource_secret, queue_faults
 
 FUNCTION = "IssueCaptureContextFunction"

@@ -12,10 +12,10 @@ import httpx
 import jwt
 import pytest
 
-from decline_rescue.adapters.cybersource import Credentials, CybersourceClient
-from decline_rescue.adapters.http import ProviderHttp
-from decline_rescue.errors import CaptureContextUnverified, ProviderTimeout, ProviderUnavailable
-from decline_rescue.settings import ProviderCallSettings
+from decline_rescue.domain.errors import CaptureContextUnverified, ProviderTimeout, ProviderUnavailable
+from decline_rescue.infra.http import ProviderHttp
+from decline_rescue.providers.cybersource.client import Credentials, CybersourceClient
+from decline_rescue.runtime.settings import ProviderCallSettings
 from devstack.emulators.cybersource import TESTREST_KEY_ID, TESTREST_MERCHANT_ID, TESTREST_SHARED_SECRET
 from tests.conftest import queue_faults
 
@@ -168,7 +168,7 @@ def test_5xx_past_the_attempts_is_unavailable(cybersource_url):
 def test_4xx_is_not_retried(cybersource_url):
     client = make_client(cybersource_url)
     before = counts(cybersource_url).get("sessions", 0)
-    from decline_rescue.errors import ProviderRejected
+    from decline_rescue.domain.errors import ProviderRejected
 
     with pytest.raises(ProviderRejected) as caught:
         client.create_session({"paymentInformation": {"card": {"pin": {}}}})

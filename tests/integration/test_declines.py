@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from decline_rescue.carddata import find_pans
+from decline_rescue.domain.carddata import find_pans
 from devstack.pollers import SqsPoller
 from devstack.provision import EventSourceMapping
 from tests.conftest import api_event, aws_client, invoke, queue_faults
@@ -497,9 +497,9 @@ def test_no_accepted_payload_is_lost_or_doubled(evaluate, function_env, flexfact
 def test_lost_idempotency_record_is_answered_from_the_order(evaluate, flexfactor_url, stack, moto_url):
     """If the idempotency record is gone (a crash after the order was written, or its TTL),
     the order itself answers: no second provider call, no second reattempt counted."""
-    from decline_rescue import eligibility
-    from decline_rescue.adapters.orders import OrdersTable
-    from decline_rescue.contract import validate_request
+    from decline_rescue.domain import eligibility
+    from decline_rescue.domain.contract import validate_request
+    from decline_rescue.infra.orders_store import OrdersTable
 
     body = cit()
     first = post(evaluate, body)

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from decline_rescue.adapters import http_signature
+from decline_rescue.providers.cybersource import http_signature
 from devstack import browser
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import (

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from decline_rescue.carddata import find_pans
+from decline_rescue.domain.carddata import find_pans
 from devstack.provision import FunctionSpec
 from devstack.stack import FunctionWorker, LogSink, ensure_free
 from tests.conftest import api_event, invoke, put_cybersource_secret, queue_faults

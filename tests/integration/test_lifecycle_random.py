@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from decline_rescue import lifecycle
+from decline_rescue.services import writer as lifecycle
 from devstack import samples
 from devstack.stack import LocalStack, StackConfig
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from decline_rescue.carddata import find_pans
+from decline_rescue.domain.carddata import find_pans
 from devstack import samples
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import CybersourceEmulator

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from decline_rescue.settings import DEFAULT_CAPTURE_OPTIONAL, DEFAULT_CAPTURE_REQUIRED
+from decline_rescue.runtime.settings import DEFAULT_CAPTURE_OPTIONAL, DEFAULT_CAPTURE_REQUIRED
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import CONTEXT_LIFETIME, TESTREST_SHARED_SECRET, CybersourceEmulator
 from devstack.tls import TLSFiles, make_test_tls, server_ssl_context

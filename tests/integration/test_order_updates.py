@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from decline_rescue import lifecycle
-from decline_rescue.carddata import find_pans
+from decline_rescue.domain.carddata import find_pans
+from decline_rescue.services import writer as lifecycle
 from tests.conftest import EVENTS, TEST_WEBHOOK_KEY, api_event, aws_client, invoke
 from tests.integration.test_declines import EVALUATE, cit
 from tests.integration.test_declines import post as post_decline
@@ -599,7 +599,7 @@ class _Stdout:
 def log_lines(capsys, monkeypatch):
     """What the functions' logger writes to stdout (its handler keeps the stream it found
     at import, before this test's capture began: it is pointed at the current one)."""
-    from decline_rescue.observability import logger
+    from decline_rescue.runtime.observability import logger
 
     monkeypatch.setattr(logger.registered_handler, "stream", _Stdout())
     return lambda: capsys.readouterr().out

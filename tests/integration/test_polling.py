@@ -279,7 +279,7 @@ def test_provider_outage_stops_the_run_early_and_nothing_is_lost(world, flexfact
 
 
 def test_a_backlog_is_worked_through_across_runs_without_starving_any_order(world):
-    from decline_rescue import polling
+    from decline_rescue.services import polling
 
     orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(20)]
     for i, order_id in enumerate(orders):
@@ -300,7 +300,7 @@ def test_a_backlog_is_worked_through_across_runs_without_starving_any_order(worl
 
 
 def _claim(world, order_id: str, created: datetime) -> None:
-    from decline_rescue import lifecycle
+    from decline_rescue.services import writer as lifecycle
 
     world.use("PollOrdersFunction")
     lifecycle.orders().create(
@@ -313,7 +313,7 @@ def _claim(world, order_id: str, created: datetime) -> None:
 
 
 def test_a_dead_claim_is_matched_to_flexfactors_order_by_reference(world, flexfactor_url):
-    from decline_rescue.clients import flexfactor
+    from decline_rescue.runtime.wiring import flexfactor
 
     body = cit()
     world.use("PollOrdersFunction")

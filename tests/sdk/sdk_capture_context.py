@@ -37,7 +37,7 @@ import tempfile
 import warnings
 from typing import Any
 
-# The field selection of the project's default capture context (decline_rescue.settings
+# The field selection of the project's default capture context (decline_rescue.runtime.settings
 # DEFAULT_CAPTURE_REQUIRED / DEFAULT_CAPTURE_OPTIONAL), in the SDK's "fields" form.
 CARD_FIELDS = {
     "fields": {

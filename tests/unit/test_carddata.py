@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from decline_rescue.carddata import REDACTED, REDACTED_PAN, find_pans, is_pan, luhn_valid, redact
+from decline_rescue.domain.carddata import REDACTED, REDACTED_PAN, find_pans, is_pan, luhn_valid, redact
 
 TEST_CARDS = ["4111111111111111", "5555555555554444", "372425119311008", "4000002760003184", "6011111111111117"]
 
@@ -53,7 +53,7 @@ def test_redact_nested_values_and_sensitive_keys():
 
 
 def test_logger_never_prints_card_data():
-    from decline_rescue.observability import logger
+    from decline_rescue.runtime.observability import logger
 
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)

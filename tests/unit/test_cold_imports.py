@@ -20,8 +20,8 @@ LAYER = ROOT / "layers" / "shared"
 NEVER = (
     "aws_xray_sdk",  # tracing is off locally; on AWS the real Tracer imports it
     "boto3",  # clients come from botocore alone (adapters.aws)
-    "aws_lambda_powertools.event_handler",  # decline_rescue.proxy routes
-    "aws_lambda_powertools.utilities.batch",  # decline_rescue.batch
+    "aws_lambda_powertools.event_handler",  # decline_rescue.runtime.router routes
+    "aws_lambda_powertools.utilities.batch",  # decline_rescue.runtime.batch
     "aws_lambda_powertools.utilities.parameters",  # adapters.secrets
 )
 FUNCTIONS = {
@@ -62,7 +62,7 @@ def test_a_handler_imports_only_what_it_needs(function):
 TRACED = """
 import json, sys
 sys.path[0:0] = [{layer!r}]
-from decline_rescue.observability import tracer
+from decline_rescue.runtime.observability import tracer
 
 def handler(event, context):
     return {{"echo": event}}

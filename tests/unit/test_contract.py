@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from decline_rescue.contract import EvaluateRequest, validate_request
-from decline_rescue.errors import InvalidRequest
+from decline_rescue.domain.contract import EvaluateRequest, validate_request
+from decline_rescue.domain.errors import InvalidRequest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

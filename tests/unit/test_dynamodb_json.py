@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
-from decline_rescue.adapters import dynamodb_json
+from decline_rescue.infra import dynamodb_json
 
 VALUES = [
     None,

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from decline_rescue.contract import EvaluateRequest, validate_request
-from decline_rescue.eligibility import (
+from decline_rescue.domain.contract import EvaluateRequest, validate_request
+from decline_rescue.domain.eligibility import (
     Decision,
     Limits,
     budget_limits,
@@ -28,7 +28,7 @@ from decline_rescue.eligibility import (
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "seed_cit_corrected.json"
-RULES_FILE = ROOT / "layers" / "shared" / "decline_rescue" / "data" / "retry_rules.json"
+RULES_FILE = ROOT / "layers" / "shared" / "decline_rescue" / "domain" / "data" / "retry_rules.json"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SANDBOX = Limits(amount_min_exclusive=10, amount_max_exclusive=20000)
 PAN = "4111111111111111"
@@ -485,7 +485,7 @@ def test_reason_carries_rule_detail_and_rules_version(changes, rule):
     ],
 )
 def test_gateway_codes_by_response_code_source(source, code, rule):
-    from decline_rescue.contract import validate_request
+    from decline_rescue.domain.contract import validate_request
 
     body = json.loads((Path(__file__).parent.parent / "fixtures" / "seed_cit_corrected.json").read_text())["request"]
     body["transaction"].update(responseCodeSource=source, responseCode=code)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from decline_rescue.capture import FLEX_FIELDS, FieldSelection, parse_selection
-from decline_rescue.errors import InvalidRequest
+from decline_rescue.domain.errors import InvalidRequest
+from decline_rescue.services.capture_contexts import FLEX_FIELDS, FieldSelection, parse_selection
 
 SEED_MINIMUM = {
     "paymentInformation": {
@@ -35,7 +35,7 @@ def seed_maximum() -> dict:
 
 @pytest.fixture(autouse=True)
 def _defaults(monkeypatch):
-    from decline_rescue import settings
+    from decline_rescue.runtime import settings
 
     monkeypatch.delenv("CAPTURE_REQUIRED_FIELDS", raising=False)
     monkeypatch.delenv("CAPTURE_OPTIONAL_FIELDS", raising=False)
@@ -63,7 +63,7 @@ def test_no_body_means_the_configured_default(body):
 
 
 def test_default_comes_from_configuration(monkeypatch):
-    from decline_rescue import settings
+    from decline_rescue.runtime import settings
 
     monkeypatch.setenv("CAPTURE_REQUIRED_FIELDS", "paymentInformation.card.number,paymentInformation.card.securityCode")
     monkeypatch.setenv("CAPTURE_OPTIONAL_FIELDS", "")

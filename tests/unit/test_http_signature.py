@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from decline_rescue.adapters import http_signature
+from decline_rescue.providers.cybersource import http_signature
 
 VECTORS = json.loads((Path(__file__).parent.parent / "fixtures" / "cybersource_sdk_signature_vectors.json").read_text())
 

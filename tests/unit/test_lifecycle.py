@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from decline_rescue import lifecycle, webhooks
-from decline_rescue.errors import InvalidRequest
-from decline_rescue.lifecycle import OrderUpdate
+from decline_rescue.domain.errors import InvalidRequest
+from decline_rescue.services import webhooks
+from decline_rescue.services import writer as lifecycle
+from decline_rescue.services.writer import OrderUpdate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -1,8 +1,8 @@
 """The handlers' light paths give what the Powertools utilities they replace gave.
 
-``decline_rescue.proxy.Router`` against Powertools' ``APIGatewayRestResolver`` wired as the
-handlers had it (the error handlers of ``decline_rescue.proxy``): same answers, logs and
-metrics for the same events. ``decline_rescue.batch`` against Powertools'
+``decline_rescue.runtime.router.Router`` against Powertools' ``APIGatewayRestResolver`` wired as the
+handlers had it (the error handlers of ``decline_rescue.runtime.router``): same answers, logs and
+metrics for the same events. ``decline_rescue.runtime.batch`` against Powertools'
 ``BatchProcessor(EventType.SQS)`` with ``process_partial_response``: same partial batch
 responses and the same error when every record failed.
 """
@@ -24,11 +24,12 @@ from aws_lambda_powertools.utilities.batch import process_partial_response as po
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from decline_rescue import batch, proxy
-from decline_rescue.errors import ConfigurationError, DeclineRescueError, FieldProblem, InvalidRequest
-from decline_rescue.observability import logger, metrics
-from decline_rescue.proxy import Request, Router
-from decline_rescue.webhooks import WebhookRejected
+from decline_rescue.domain.errors import ConfigurationError, DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.runtime import batch
+from decline_rescue.runtime import router as proxy
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.runtime.router import Request, Router
+from decline_rescue.services.webhooks import WebhookRejected
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

@@ -13,7 +13,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from decline_rescue.adapters import secretsmanager
+from decline_rescue.infra import secretsmanager
 
 NOW = datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC)
 BODY = json.dumps({"SecretId": "decline-rescue-prod-CybersourceSecret"}, separators=(",", ":")).encode()

@@ -1,6 +1,9 @@
-"""decline-rescue shared package: settings, observability, domain logic and adapters.
+"""decline-rescue shared package, deployed as a Lambda layer and imported by the thin
+handlers in ``functions/``.
 
-Deployed as a Lambda layer; imported by the thin handlers in ``functions/``.
-Layering: handler -> domain (``capture``) -> adapters (``adapters.*``). Only adapters
-touch boto3 or httpx.
+Layering (README, "Layout"): handler -> ``services`` (one module per job) -> ``domain``
+(pure rules and types) and ``infra`` (AWS, HTTP) and ``providers`` (FlexFactor,
+Cybersource); ``runtime`` holds what every function needs around them (settings, the
+wiring of lazily built clients, router, batch, observability). Only ``infra`` and
+``providers`` touch botocore or httpx.
 """

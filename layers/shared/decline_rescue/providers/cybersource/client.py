@@ -23,14 +23,14 @@ from typing import Any
 
 import jwt
 
-from decline_rescue.adapters import http_signature
-from decline_rescue.adapters.http import Prepared, ProviderHttp
-from decline_rescue.errors import (
+from decline_rescue.domain.errors import (
     CaptureContextUnverified,
     ProviderAuthError,
     ProviderRejected,
 )
-from decline_rescue.observability import logger
+from decline_rescue.infra.http import Prepared, ProviderHttp
+from decline_rescue.providers.cybersource import http_signature
+from decline_rescue.runtime.observability import logger
 
 PROVIDER = "cybersource"
 SESSIONS_PATH = "/flex/v2/sessions"

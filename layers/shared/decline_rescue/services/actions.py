@@ -15,10 +15,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from decline_rescue import lifecycle, settings
-from decline_rescue.deadline import within
-from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.deadline import within
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.services import writer as lifecycle
 
 _NAMESPACE = uuid.UUID("6f1c7f9e-3d5a-4f7e-9a43-5b1e2f0c9d21")
 CANCELLABLE_MIT = frozenset({lifecycle.SUBMITTED, lifecycle.PROCESSING, lifecycle.CAPTUREREQUIRED})
@@ -65,7 +66,7 @@ def _amount(body: Any, order: dict[str, Any]) -> int:
 
 
 def capture(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str, Any]:
-    from decline_rescue.clients import flexfactor
+    from decline_rescue.runtime.wiring import flexfactor
 
     order = _order(order_id)
     amount = _amount(body, order)
@@ -82,7 +83,7 @@ def capture(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str
 
 
 def cancel(order_id: str, *, lambda_context: Any = None) -> dict[str, Any]:
-    from decline_rescue.clients import flexfactor
+    from decline_rescue.runtime.wiring import flexfactor
 
     order = _order(order_id)
     allowed = CANCELLABLE_MIT if order.get("isMIT") else CANCELLABLE_CIT

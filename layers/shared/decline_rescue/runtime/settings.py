@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from typing import NamedTuple
 
-from decline_rescue.errors import ConfigurationError
+from decline_rescue.domain.errors import ConfigurationError
 
 DEFAULT_CAPTURE_REQUIRED = ("paymentInformation.card.number",)
 DEFAULT_CAPTURE_OPTIONAL = (

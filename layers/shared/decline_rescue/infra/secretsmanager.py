@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from decline_rescue import deadline
+from decline_rescue.runtime import deadline
 
 SERVICE = "secretsmanager"
 TARGET = "secretsmanager.GetSecretValue"
@@ -126,8 +126,8 @@ def signature_headers(
 def _client(url: str):
     http = _clients.get(url)
     if http is None:
-        from decline_rescue.adapters.http import ProviderHttp
-        from decline_rescue.settings import ProviderCallSettings
+        from decline_rescue.infra.http import ProviderHttp
+        from decline_rescue.runtime.settings import ProviderCallSettings
 
         # as the botocore clients of adapters.aws: 2 s to connect, 5 s to read, 4 attempts
         calls = ProviderCallSettings(
@@ -141,7 +141,7 @@ def get_secret_value(secret_id: str, url: str) -> dict[str, Any]:
     """GetSecretValue's answer: ``SecretString``, or ``SecretBinary`` as bytes (as botocore
     gives them). Raises SecretsManagerError, or the provider client's errors (timeouts,
     unreachable, 5xx after the retries)."""
-    from decline_rescue.adapters.http import Prepared
+    from decline_rescue.infra.http import Prepared
 
     http = _client(url)
     body = json.dumps({"SecretId": secret_id}, separators=(",", ":")).encode()

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from decline_rescue import settings
-from decline_rescue.errors import DeclineRescueError
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.observability import logger, metrics
 
 RECEIVED = "RECEIVED"
 QUEUED = "QUEUED"
@@ -250,7 +250,7 @@ class Outcome:
 
 @lru_cache(maxsize=1)
 def orders():
-    from decline_rescue.adapters.orders import OrdersTable
+    from decline_rescue.infra.orders_store import OrdersTable
 
     return OrdersTable(settings.lifecycle().orders_table)
 
@@ -282,7 +282,7 @@ def first_poll_at(status: str, now: datetime | None = None) -> str | None:
 def publish(table, change) -> bool:
     """Put one change on the bus and clear its outbox mark; False when it failed (the
     claim is released, so the next writer of this order publishes it at once)."""
-    from decline_rescue.adapters import bus
+    from decline_rescue.infra import events as bus
 
     if not bus.publish(settings.lifecycle().require("event_bus"), change):
         table.release_publish(change.order_id, change.version)
@@ -368,7 +368,7 @@ class _Reread(Exception):
 def _decide_and_write(
     table, update: OrderUpdate, state: dict[str, Any], fields: dict[str, Any], also_put: list[dict[str, Any]] | None
 ) -> Outcome:
-    from decline_rescue.adapters.orders import KEEP, OrderConflict
+    from decline_rescue.infra.orders_store import KEEP, OrderConflict
 
     order_id = state.get("orderId") or update.orderId
     version = int(state["version"])
@@ -465,7 +465,7 @@ def _unmatched(table, update: OrderUpdate) -> Outcome:
 
 def enqueue(updates: list[OrderUpdate]) -> None:
     """Put updates on the order-updates queue for the writer (batched); raises if any failed."""
-    from decline_rescue.adapters import updates as queue
+    from decline_rescue.infra import sqs as queue
 
     url = settings.lifecycle().require("updates_queue_url")
     queue.send(url, [(u.to_message(), u.orderId, u.source) for u in updates])
@@ -500,8 +500,8 @@ def _finite(text: str) -> float:
 
 
 def _dead_letter(body: str, why: str, message_id: str) -> None:
-    from decline_rescue.adapters import updates
-    from decline_rescue.carddata import redact
+    from decline_rescue.domain.carddata import redact
+    from decline_rescue.infra import sqs as updates
 
     url = settings.lifecycle().require("updates_dlq_url")
     updates.send(url, [({"rejected": redact(body[:4096]), "error": why[:300], "messageId": message_id}, None, "dlq")])

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from decline_rescue import settings
-from decline_rescue.deadline import within
-from decline_rescue.errors import CaptureContextUnverified, ConfigurationError, FieldProblem, InvalidRequest
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.errors import CaptureContextUnverified, ConfigurationError, FieldProblem, InvalidRequest
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.deadline import within
+from decline_rescue.runtime.observability import logger, metrics
 
 # The capturable fields, as listed by seed 000 ("Payment API Fields").
 FLEX_FIELDS: frozenset[str] = frozenset(
@@ -205,9 +205,9 @@ def cybersource_client():
     """The execution environment's client (connections and key cache kept warm)."""
     global _client
     if _client is None:
-        from decline_rescue.adapters.cybersource import Credentials, CybersourceClient
-        from decline_rescue.adapters.http import ProviderHttp
-        from decline_rescue.adapters.secrets import json_secret, require_base64, require_keys
+        from decline_rescue.infra.http import ProviderHttp
+        from decline_rescue.infra.secrets import json_secret, require_base64, require_keys
+        from decline_rescue.providers.cybersource.client import Credentials, CybersourceClient
 
         cfg = settings.cybersource()
 

@@ -30,9 +30,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from decline_rescue.adapters import dynamodb_json
-from decline_rescue.adapters.aws import client
-from decline_rescue.errors import DeclineRescueError
+from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.infra import dynamodb_json
+from decline_rescue.infra.aws import client
 
 PENDING_INDEX = "pending"
 PUBLISH_LEASE_MS = 15_000  # how long a writer owns publishing the change it wrote

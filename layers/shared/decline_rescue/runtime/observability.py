@@ -20,7 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from decline_rescue.carddata import redact
+from decline_rescue.domain.carddata import redact
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):

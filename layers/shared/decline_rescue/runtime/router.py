@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from decline_rescue.carddata import redact
-from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.carddata import redact
+from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.runtime.observability import logger, metrics
 
 JSON = "application/json"
 MAX_BODY_BYTES = 64 * 1024

@@ -22,10 +22,10 @@ def flexfactor():
 
 
 def _build():
-    from decline_rescue import settings
-    from decline_rescue.adapters.flexfactor import Credentials, FlexFactorClient
-    from decline_rescue.adapters.http import ProviderHttp
-    from decline_rescue.adapters.secrets import json_secret, require_keys
+    from decline_rescue.infra.http import ProviderHttp
+    from decline_rescue.infra.secrets import json_secret, require_keys
+    from decline_rescue.providers.flexfactor.client import Credentials, FlexFactorClient
+    from decline_rescue.runtime import settings
 
     cfg = settings.flexfactor()
 
@@ -45,8 +45,8 @@ def webhook_keys() -> list[bytes]:
     import base64
     import binascii
 
-    from decline_rescue import settings
-    from decline_rescue.adapters.secrets import json_secret, require_base64, require_keys
+    from decline_rescue.infra.secrets import json_secret, require_base64, require_keys
+    from decline_rescue.runtime import settings
 
     cfg = settings.flexfactor_secret()
     # read with botocore: the webhook function makes botocore clients anyway, no provider calls

@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any
 
-from decline_rescue.errors import ConfigurationError
-from decline_rescue.observability import logger
+from decline_rescue.domain.errors import ConfigurationError
+from decline_rescue.runtime.observability import logger
 
 UNAVAILABLE = "provider credentials are not available; the function's logs say why"
 _cache: dict[str, tuple[float, dict[str, Any]]] = {}  # secret id -> (valid until, value)
@@ -51,12 +51,12 @@ def json_secret(secret_id: str, *, max_age: int, force: bool = False, botocore: 
 def _get_secret_value(secret_id: str, *, botocore: bool = False) -> dict[str, Any]:
     """GetSecretValue, signed here when the environment says plainly where and as whom
     (``adapters.secretsmanager``: no botocore import on a cold start), else by botocore."""
-    from decline_rescue.adapters import secretsmanager
+    from decline_rescue.infra import secretsmanager
 
     url = None if botocore else secretsmanager.endpoint()
     if url is not None:
         return secretsmanager.get_secret_value(secret_id, url)
-    from decline_rescue.adapters.aws import client
+    from decline_rescue.infra.aws import client
 
     return client("secretsmanager").get_secret_value(SecretId=secret_id)
 

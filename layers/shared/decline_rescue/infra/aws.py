@@ -43,7 +43,7 @@ def _make(service: str) -> Any:
 def reset() -> None:
     """Forget the clients and what was read through them (a new execution environment)."""
     global _session
-    from decline_rescue.adapters import secrets
+    from decline_rescue.infra import secrets
 
     with _lock:
         _clients.clear()

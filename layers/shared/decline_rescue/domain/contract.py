@@ -38,9 +38,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from decline_rescue.carddata import find_pans, is_pan
-from decline_rescue.data.iso import COUNTRIES, CURRENCIES, US_STATES
-from decline_rescue.errors import FieldProblem, InvalidRequest
+from decline_rescue.domain.carddata import find_pans, is_pan
+from decline_rescue.domain.data.iso import COUNTRIES, CURRENCIES, US_STATES
+from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1024)]
 OptText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)] | None

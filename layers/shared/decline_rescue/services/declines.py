@@ -21,12 +21,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from decline_rescue import eligibility, lifecycle, settings
-from decline_rescue.adapters.flexfactor import ProviderValidationFailed
-from decline_rescue.contract import EvaluateRequest, validate_request
-from decline_rescue.deadline import within
-from decline_rescue.errors import DeclineRescueError
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain import eligibility
+from decline_rescue.domain.contract import EvaluateRequest, validate_request
+from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.providers.flexfactor.client import ProviderValidationFailed
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.deadline import within
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.services import writer as lifecycle
 
 QUEUED = lifecycle.QUEUED
 RECEIVED = lifecycle.RECEIVED
@@ -49,20 +51,20 @@ class RequestInProgress(DeclineRescueError):
 
 @lru_cache(maxsize=1)
 def orders():
-    from decline_rescue.adapters.orders import OrdersTable
+    from decline_rescue.infra.orders_store import OrdersTable
 
     return OrdersTable(settings.declines().orders_table)
 
 
 def flexfactor():
-    from decline_rescue.clients import flexfactor as client
+    from decline_rescue.runtime.wiring import flexfactor as client
 
     return client()
 
 
 def merchant_defaults() -> dict[str, str]:
     """mid and siteId from the FlexFactor secret, for requests that do not carry them."""
-    from decline_rescue.adapters.secrets import json_secret
+    from decline_rescue.infra.secrets import json_secret
 
     cfg = settings.flexfactor()
     raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds)
@@ -73,7 +75,7 @@ def merchant_defaults() -> dict[str, str]:
 def _idempotency():
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
-    from decline_rescue.adapters.aws import client
+    from decline_rescue.infra.aws import client
 
     cfg = settings.declines()
     store = DynamoDBPersistenceLayer(table_name=cfg.idempotency_table, boto3_client=client("dynamodb"))
@@ -88,7 +90,7 @@ def _idempotency():
 
 def reset() -> None:
     """Drop what an execution environment caches (tests change settings between cases)."""
-    from decline_rescue import clients
+    from decline_rescue.runtime import wiring as clients
 
     clients.reset()
     orders.cache_clear()
@@ -147,7 +149,7 @@ def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
 
 def _publish(change) -> None:
     """One event per change a merchant cares about (RECEIVED is internal bookkeeping)."""
-    from decline_rescue.adapters import bus
+    from decline_rescue.infra import events as bus
 
     if change.status != RECEIVED:
         bus.publish(settings.declines().event_bus, change)
@@ -235,7 +237,7 @@ def _claim(table, request: EvaluateRequest, source: str) -> dict[str, Any]:
     is new but for a retry whose idempotency record was lost: one request saved on every
     checkout); a queued decline reads first (one accepted through the API has its QUEUED
     order already)."""
-    from decline_rescue.adapters.orders import OrderConflict
+    from decline_rescue.infra.orders_store import OrderConflict
 
     if source == "queue":
         existing = _own_order(table, request)
@@ -259,7 +261,7 @@ def _own_order(table, request: EvaluateRequest) -> dict[str, Any] | None:
     """The order of this request, if written before; 409 if the orderId belongs to another."""
     existing = table.get_state(request.order_id)
     if existing is not None and existing.get("idempotencyKey") != request.idempotency_key:
-        from decline_rescue.adapters.orders import OrderConflict
+        from decline_rescue.infra.orders_store import OrderConflict
 
         raise OrderConflict(f"orderId {request.order_id} was submitted before with another idempotencyKey")
     return existing
@@ -307,7 +309,7 @@ def accept(request: EvaluateRequest) -> dict[str, Any]:
 
 
 def _accept(request: EvaluateRequest) -> dict[str, Any]:
-    from decline_rescue.adapters.aws import client
+    from decline_rescue.infra.aws import client
 
     cfg = settings.declines()
     table = orders()
@@ -332,8 +334,8 @@ def _accept(request: EvaluateRequest) -> dict[str, Any]:
 
 def carries_card_data(request: EvaluateRequest) -> bool:
     """A card number (anywhere) or a CVV: only possible when card numbers are allowed."""
-    from decline_rescue.carddata import is_pan
-    from decline_rescue.contract import pan_paths
+    from decline_rescue.domain.carddata import is_pan
+    from decline_rescue.domain.contract import pan_paths
 
     pm = request.paymentMethod
     return is_pan(pm.cardNumber) or bool(pm.verificationValue) or bool(pan_paths(request.to_provider()))
@@ -353,7 +355,7 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     """One declines-queue message (an evaluate payload). A message that can never
     succeed (invalid) goes to the DLQ at once, card data redacted, instead of being
     retried; transient failures raise, so the queue redelivers the message."""
-    from decline_rescue.errors import FieldProblem, InvalidRequest
+    from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 
     try:
         try:
@@ -368,8 +370,8 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
 
 
 def _dead_letter(body: str, exc, message_id: str) -> None:
-    from decline_rescue.adapters.aws import client
-    from decline_rescue.carddata import redact
+    from decline_rescue.domain.carddata import redact
+    from decline_rescue.infra.aws import client
 
     try:
         payload: Any = redact(json.loads(body))

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from decline_rescue import lifecycle, settings
-from decline_rescue.deadline import within
-from decline_rescue.errors import DeclineRescueError
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.deadline import within
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.services import writer as lifecycle
 
 # due orders per index read: ~300 KB of projected items, under a Query's 1 MB answer;
 # few, large reads, each made while the previous page is worked on
@@ -112,7 +113,7 @@ class Poller:
 
     def plan(self, item: dict[str, Any]) -> Plan:
         """Decide one order (calls FlexFactor; raises on provider failure)."""
-        from decline_rescue.clients import flexfactor
+        from decline_rescue.runtime.wiring import flexfactor
 
         status = item["status"]
         key = item.get("orderSessionKey")
@@ -151,7 +152,7 @@ class Poller:
 
     def _plan_claim(self, item: dict[str, Any]) -> Plan:
         """An order claimed RECEIVED whose request never recorded FlexFactor's answer."""
-        from decline_rescue.clients import flexfactor
+        from decline_rescue.runtime.wiring import flexfactor
 
         created = _parse(item.get("createdAt")) or self.now
         window = {
@@ -194,7 +195,7 @@ class Poller:
         next page is read (in its own thread) while this one's orders are worked on, so
         the lookups never wait for a read; ``read`` counts what was read, a page read
         ahead by a run that ends early included."""
-        from decline_rescue.adapters.orders import PENDING_SHARDS
+        from decline_rescue.infra.orders_store import PENDING_SHARDS
 
         now = lifecycle.iso(self.now)
         turns: deque[tuple[str, Any]] = deque((f"P{i}", None) for i in range(PENDING_SHARDS))
@@ -249,7 +250,7 @@ class Poller:
         return plan
 
     def run(self, *, budget_seconds: float, lambda_context: Any = None) -> dict[str, int]:
-        from decline_rescue.lifecycle import enqueue
+        from decline_rescue.services.writer import enqueue
 
         started = time.monotonic()
         outbox: list[lifecycle.OrderUpdate] = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from decline_rescue.adapters.aws import client
-from decline_rescue.adapters.orders import Change
-from decline_rescue.observability import logger, metrics
+from decline_rescue.infra.aws import client
+from decline_rescue.infra.orders_store import Change
+from decline_rescue.runtime.observability import logger, metrics
 
 SOURCE = "decline-rescue"
 DETAIL_TYPE = "OrderStatusChanged"

@@ -29,14 +29,14 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from decline_rescue.contract import EvaluateRequest
+from decline_rescue.domain.contract import EvaluateRequest
 
 MAC_KEYS = ("merchantadvicecode", "mac", "merchant_advice_code")
 
 
 @lru_cache(maxsize=1)
 def rules() -> dict[str, Any]:
-    return json.loads(resources.files("decline_rescue.data").joinpath("retry_rules.json").read_text())
+    return json.loads(resources.files("decline_rescue.domain.data").joinpath("retry_rules.json").read_text())
 
 
 @dataclass(frozen=True)

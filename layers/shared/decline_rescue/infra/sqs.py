@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from decline_rescue.adapters.aws import client
+from decline_rescue.infra.aws import client
 
 
 def _attributes(order_id: str | None, source: str) -> dict[str, Any]:

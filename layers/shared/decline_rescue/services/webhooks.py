@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from decline_rescue import lifecycle, settings
-from decline_rescue.carddata import redact
-from decline_rescue.errors import DeclineRescueError, FieldProblem, InvalidRequest
-from decline_rescue.observability import logger, metrics
+from decline_rescue.domain.carddata import redact
+from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.runtime import settings
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.services import writer as lifecycle
 
 SIGNED_HEADERS = ("x-fc-nonce", "x-fc-date", "host", "x-fc-content-sha512")
 REQUIRED_HEADERS = ("x-fc-nonce", "x-fc-date", "x-fc-content-sha512", "x-fc-authorization", "x-fc-signature", "host")
@@ -155,7 +156,7 @@ def to_update(payload: Any, nonce: str) -> lifecycle.OrderUpdate | None:
 def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     """Verify, refuse replays, queue: the 200 answer's body. Raises WebhookRejected (401)
     or InvalidRequest (400, a signed body that is not a webhook)."""
-    from decline_rescue import clients
+    from decline_rescue.runtime import wiring as clients
 
     cfg = settings.lifecycle()
     lowered = {k.lower(): v for k, v in headers.items()}

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from decline_rescue.adapters.http import Prepared, ProviderHttp
-from decline_rescue.errors import (
+from decline_rescue.domain.errors import (
     FieldProblem,
     InvalidRequest,
     ProviderAuthError,
     ProviderRejected,
 )
-from decline_rescue.observability import logger
+from decline_rescue.infra.http import Prepared, ProviderHttp
+from decline_rescue.runtime.observability import logger
 
 PROVIDER = "flexfactor"
 TOKEN_PATH = "/v1/oauth2/token"

@@ -1,6 +1,6 @@
 """Error types shared by every function.
 
-Domain code raises these; one place (``decline_rescue.proxy``) maps them to HTTP answers,
+Domain code raises these; one place (``decline_rescue.runtime.router``) maps them to HTTP answers,
 so a handler never decides a status code itself and never answers a bare 500.
 """
 

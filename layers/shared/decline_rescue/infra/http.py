@@ -3,7 +3,7 @@
 Retries happen on timeouts, transport errors, 429 and 5xx (plus any status a provider
 marks as "try again", e.g. FlexFactor's 409 in progress), with exponential backoff and
 jitter (or the provider's Retry-After), and never past the call's time budget nor the
-invocation's (``decline_rescue.deadline``): the body is read in chunks against the same
+invocation's (``decline_rescue.runtime.deadline``): the body is read in chunks against the same
 deadline, so a provider that trickles its answer cannot hold the function past it.
 Everything else is returned to the caller.
 """
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from decline_rescue import deadline as invocation
-from decline_rescue.errors import ProviderTimeout, ProviderUnavailable
-from decline_rescue.observability import logger
-from decline_rescue.settings import ProviderCallSettings
+from decline_rescue.domain.errors import ProviderTimeout, ProviderUnavailable
+from decline_rescue.runtime import deadline as invocation
+from decline_rescue.runtime.observability import logger
+from decline_rescue.runtime.settings import ProviderCallSettings
 
 
 def tls_context() -> ssl.SSLContext:

@@ -1,0 +1,1 @@
+"""Cybersource Flex API v2: the capture-context client and HTTP Signature authentication."""
