@@ -159,19 +159,9 @@ def reset_shared_state() -> None:
     """Forget settings, clients and secret caches (a new execution environment)."""
     from aws_lambda_powertools.utilities import parameters
 
-    from decline_rescue.infra import aws
-    from decline_rescue.runtime import settings
-    from decline_rescue.runtime import wiring as clients
-    from decline_rescue.services import capture_contexts as capture
-    from decline_rescue.services import declines
-    from decline_rescue.services import writer as lifecycle
+    from decline_rescue.runtime import wiring
 
-    settings.reset()
-    capture.reset_client()
-    declines.reset()
-    lifecycle.reset()
-    clients.reset()
-    aws.reset()
+    wiring.reset()
     parameters.base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
 

@@ -316,10 +316,10 @@ def _cpu_seconds(pid: int) -> float:
 def calibrate(world: World, table: str, stored: int) -> dict[str, float]:
     """moto's CPU per operation the poller makes, one at a time on ``table``: a next-poll
     UpdateItem (the poller's own write) and an index Query answering 1000 items."""
-    from decline_rescue.services import writer as lifecycle
+    from decline_rescue.runtime import wiring
 
     world.h.load("PollOrdersFunction", ORDERS_TABLE=table)
-    orders = lifecycle.orders()
+    orders = wiring.orders()
     later = _iso(datetime.now(UTC) + timedelta(hours=2))
     moto = world.h.processes[0].pid
     n = min(300, stored)

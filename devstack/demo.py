@@ -329,8 +329,10 @@ class Demo:
         provider = truth.get(order["id"])
         provider_final = (provider or {}).get("statusName")
         mine = [e for e in events if (e.get("detail") or {}).get("orderId") == order["id"]]
-        published = sorted(e["detail"]["version"] for e in mine)
-        expected_versions = [h["version"] for h in applied if h["status"] != "RECEIVED"]  # RECEIVED is internal
+        # events are counted by changeId (a redelivered event repeats one): every version, the claim included
+        change_ids = {e["detail"]["changeId"] for e in mine}
+        published = sorted(int(c.rsplit(":", 1)[1]) for c in change_ids)
+        expected_versions = [h["version"] for h in applied]
         created = datetime.fromisoformat(state["createdAt"].replace("Z", "+00:00"))
         ended = datetime.fromisoformat(final["at"].replace("Z", "+00:00"))
         webhooks = [f["fate"] for f in fates if f.get("ExternalOrderId") == order["id"]]
@@ -343,7 +345,7 @@ class Demo:
         return ok, (
             f"{state['status']:<9} by {final['source']:<7} in {(ended - created).total_seconds():5.1f} s; "
             f"{path}; ignored {len(notes)}; webhooks {','.join(webhooks) or '-'}; "
-            f"events {len(published)}/{len(expected_versions)}"
+            f"events {len(published)}/{len(expected_versions)} changeIds ({len(mine) - len(change_ids)} repeated)"
         )
 
     def check_logs(self, log_file: Path) -> None:
@@ -362,7 +364,7 @@ class Demo:
 
 def _same_end(provider_status_name: str | None, ours: str) -> bool:
     """Does FlexFactor's final order status name agree with ours?"""
-    from decline_rescue.services.writer import from_provider_order
+    from decline_rescue.providers.flexfactor.vocabulary import from_provider_order
 
     mapped, _ = from_provider_order({"statusName": provider_status_name})
     # FlexFactor's orders have no Declined status: a declined order is Cancelled there

@@ -1,8 +1,9 @@
 """Create in moto what template.yaml declares, and describe what the local stack runs.
 
 Infrastructure (tables, queues with their redrive policies, secrets, event buses) is
-created through boto3 against the moto server; functions, API routes, SQS event source
-mappings and schedules are returned as specs for the local runtimes to serve.
+created through boto3 against the moto server; functions, API routes, event source
+mappings (SQS queues and DynamoDB streams) and schedules are returned as specs for the
+local runtimes to serve.
 """
 
 from __future__ import annotations
@@ -50,11 +51,25 @@ class Route:
 
 @dataclass
 class EventSourceMapping:
+    """An ``AWS::Lambda::EventSourceMapping``: an SQS queue or a DynamoDB stream.
+
+    The first five fields are what an SQS mapping has always had here; the rest default
+    to AWS's defaults, so an SQS mapping is still built from those five alone.
+    """
+
     function: str
-    queue_arn: str
+    queue_arn: str  # "" for a stream mapping
     batch_size: int
     report_batch_item_failures: bool
     max_batching_window: int
+    source: str = "sqs"  # the service of EventSourceArn: "sqs" or "dynamodb" (others are not run)
+    stream_arn: str = ""  # "" for a queue mapping
+    starting_position: str = "LATEST"  # streams: TRIM_HORIZON or LATEST
+    filters: list[dict[str, Any]] = field(default_factory=list)  # FilterCriteria patterns, parsed; OR'ed
+    bisect_on_error: bool = False
+    max_retry_attempts: int = -1  # streams; -1: until the record expires
+    max_record_age: int = -1  # streams, seconds; -1: until the record expires
+    on_failure: str | None = None  # streams: the on-failure destination's ARN
 
 
 @dataclass
@@ -153,15 +168,8 @@ class Provisioner:
                 stack.routes.extend(self._routes(resource))
             elif kind == "AWS::Lambda::EventSourceMapping":
                 props = resolver.resolve({k: v for k, v in resource["Properties"].items() if k != "FunctionName"})
-                stack.event_sources.append(
-                    EventSourceMapping(
-                        function=_function_logical_id(resource["Properties"]["FunctionName"]),
-                        queue_arn=props["EventSourceArn"],
-                        batch_size=int(props.get("BatchSize", 10)),
-                        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-                        max_batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
-                    )
-                )
+                function = _function_logical_id(resource["Properties"]["FunctionName"])
+                stack.event_sources.append(_event_source_mapping(function, props))
             elif kind == "AWS::Scheduler::Schedule":
                 props = resource["Properties"]
                 stack.schedules.append(
@@ -211,9 +219,11 @@ class Provisioner:
             args["ProvisionedThroughput"] = props.get(
                 "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
             )
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if props.get(key):
                 args[key] = props[key]
+        if props.get("StreamSpecification"):  # CloudFormation's has no StreamEnabled: the API's needs it
+            args["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
         try:
             desc = client.create_table(**args)["TableDescription"]
         except client.exceptions.ResourceInUseException:
@@ -292,6 +302,28 @@ def _function_logical_id(value: Any) -> str:
         if "Fn::GetAtt" in value:
             return value["Fn::GetAtt"][0]
     raise ValueError(f"cannot tell the function of {value!r}")
+
+
+def _event_source_mapping(function: str, props: dict[str, Any]) -> EventSourceMapping:
+    arn = props["EventSourceArn"]
+    source = arn.split(":")[2]
+    stream = source == "dynamodb"
+    patterns = [f["Pattern"] for f in props.get("FilterCriteria", {}).get("Filters", [])]
+    return EventSourceMapping(
+        function=function,
+        queue_arn=arn if source == "sqs" else "",
+        batch_size=int(props.get("BatchSize", 100 if stream else 10)),
+        report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+        max_batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+        source=source,
+        stream_arn=arn if stream else "",
+        starting_position=props.get("StartingPosition", "LATEST"),
+        filters=[p if isinstance(p, dict) else json.loads(p) for p in patterns],
+        bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
+        max_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+        max_record_age=int(props.get("MaximumRecordAgeInSeconds", -1)),
+        on_failure=props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
+    )
 
 
 def _generated_secret(spec: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ from devstack.emulators.cybersource import (
 from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
 from devstack.events_tap import EventsTap
 from devstack.gateway import Gateway
-from devstack.pollers import SqsPoller
+from devstack.pollers import SqsPoller, StreamPoller
 from devstack.provision import FunctionSpec, Provisioner, Stack
 from devstack.runtime import INVOKE_PATH
 from devstack.schedules import ScheduleTicker
@@ -354,7 +354,7 @@ class LocalStack:
         self.processes: list[subprocess.Popen] = []
         self.workers: dict[str, FunctionWorker] = {}
         self.gateway_server: ServerThread | None = None
-        self.pollers: list[SqsPoller] = []
+        self.pollers: list[SqsPoller | StreamPoller] = []
         self.tickers: list[ScheduleTicker] = []
         self.events_tap: EventsTap | None = None
         self.stack: Stack | None = None
@@ -512,8 +512,24 @@ class LocalStack:
 
         sqs = self.aws_client("sqs")
         for mapping in self.stack.event_sources:
-            if mapping.function in self.workers:
-                self.pollers.append(SqsPoller(mapping, sqs, self.invoke, retry_delay=cfg.sqs_retry_seconds).start())
+            if mapping.function not in self.workers:
+                continue
+            if mapping.source == "sqs":
+                poller: SqsPoller | StreamPoller = SqsPoller(
+                    mapping, sqs, self.invoke, retry_delay=cfg.sqs_retry_seconds
+                )
+            elif mapping.source == "dynamodb":
+                poller = StreamPoller(
+                    mapping,
+                    self.aws_client("dynamodbstreams"),
+                    sqs,
+                    self.invoke,
+                    function_arn=self.stack.attributes[(mapping.function, "Arn")],
+                )
+            else:
+                self.logs.write("pollers", f"{mapping.function}: {mapping.source} event sources are not run locally")
+                continue
+            self.pollers.append(poller.start())
 
         bus = self.stack.physical_ids.get("OrderEventBus")
         if bus:

@@ -162,17 +162,9 @@ def reset_module_state() -> None:
     """Forget what a warm execution environment keeps: settings, clients, secret caches."""
     from aws_lambda_powertools.utilities import parameters
 
-    from decline_rescue.infra import aws
-    from decline_rescue.runtime import settings
-    from decline_rescue.services import capture_contexts as capture
-    from decline_rescue.services import declines
-    from decline_rescue.services import writer as lifecycle
+    from decline_rescue.runtime import wiring
 
-    settings.reset()
-    capture.reset_client()
-    declines.reset()
-    lifecycle.reset()
-    aws.reset()
+    wiring.reset()
     parameters.base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
 
@@ -247,3 +239,63 @@ def captured_logs():
     previous = logger.registered_handler.setStream(buffer)
     yield buffer
     logger.registered_handler.setStream(previous)
+
+
+class EventPublisher:
+    """The orders table's stream, read by its event source mapping as Lambda reads it
+    (``devstack.pollers.StreamPoller``: filters, batches, partial failures, bisect,
+    retries, the on-failure queue), invoking PublishOrderEventsFunction's handler in this
+    process. Tests call ``drain()`` where Lambda would have run by itself.
+    ``bus`` names the bus the handler is given (a missing one makes every put fail)."""
+
+    def __init__(self, stack: Stack, moto_url: str) -> None:
+        import dataclasses
+
+        from devstack.pollers import StreamPoller
+
+        mapping = next(m for m in stack.event_sources if m.function == "PublishOrderEventsFunction")
+        self.spec = stack.functions["PublishOrderEventsFunction"]
+        self.handler = load_handler(self.spec.code_dir, "PublishOrderEventsFunction")
+        self.moto_url = moto_url
+        self.bus = self.spec.environment["EVENT_BUS_NAME"]
+        self.poller = StreamPoller(
+            dataclasses.replace(mapping, starting_position="LATEST"),  # this session's records only
+            aws_client(moto_url, "dynamodbstreams"),
+            aws_client(moto_url, "sqs"),
+            self._invoke,
+            retry_delay=0.01,
+        )
+        self.poller.poll_once()  # the checkpoint: where the stream is now
+
+    def _invoke(self, function: str, event: dict[str, Any]) -> tuple[bool, Any]:
+        from decline_rescue.runtime import settings
+
+        env = {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "EVENT_BUS_NAME": self.bus,
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        settings.events.cache_clear()
+        try:
+            return True, self.handler.lambda_handler(event, LambdaContext(self.spec.name, 256, 30))
+        except Exception as exc:  # noqa: BLE001 - a function error, as Lambda reports it to the poller
+            return False, {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            settings.events.cache_clear()
+
+    def drain(self, timeout: float = 20.0) -> None:
+        assert self.poller.drain(timeout), "the orders stream was not drained in time"
+
+
+@pytest.fixture(scope="session")
+def event_publisher(stack: Stack, moto_url: str) -> EventPublisher:
+    return EventPublisher(stack, moto_url)

@@ -6,18 +6,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from decline_rescue.runtime.coldstart import init_done
 from decline_rescue.runtime.observability import logger, metrics, tracer
 from decline_rescue.runtime.router import Request, Router, response
-from decline_rescue.services import actions
-from decline_rescue.services import writer as lifecycle
+from decline_rescue.services import actions, orders
 
 router = Router()
 
 
 @router.get("/orders/<orderId>")
 def read_order(request: Request, orderId: str):
-    order = lifecycle.get_order(orderId)
-    if order is None:
-        return response(404, {"error": {"code": "ORDER_NOT_FOUND", "message": "no order with this orderId"}})
-    return response(200, order)
+    return response(200, orders.get_order(orderId))
 
 
 @router.post("/orders/<orderId>/capture")

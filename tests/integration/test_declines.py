@@ -435,7 +435,7 @@ def test_allowed_card_numbers_never_reach_tables_queues_or_logs(
     code, answer = post(module, mit_body)
     assert code == 200 and answer["status"] == "SUBMITTED", "a raw number is submitted in the request, not queued"
     ddb = aws_client(moto_url, "dynamodb")
-    for table in ("OrdersTable", "IdempotencyTable"):
+    for table in ("OrdersTable",):
         items = ddb.scan(TableName=stack.physical_ids[table])["Items"]
         assert items
         for item in items:
@@ -495,8 +495,8 @@ def test_no_accepted_payload_is_lost_or_doubled(evaluate, function_env, flexfact
 
 
 def test_lost_idempotency_record_is_answered_from_the_order(evaluate, flexfactor_url, stack, moto_url):
-    """If the idempotency record is gone (a crash after the order was written, or its TTL),
-    the order itself answers: no second provider call, no second reattempt counted."""
+    """If the key's record is gone (its TTL), the order itself answers: no second
+    provider call, no second reattempt counted."""
     from decline_rescue.domain import eligibility
     from decline_rescue.domain.contract import validate_request
     from decline_rescue.infra.orders_store import OrdersTable
@@ -504,9 +504,8 @@ def test_lost_idempotency_record_is_answered_from_the_order(evaluate, flexfactor
     body = cit()
     first = post(evaluate, body)
     ddb = aws_client(moto_url, "dynamodb")
-    table = stack.physical_ids["IdempotencyTable"]
-    for item in ddb.scan(TableName=table)["Items"]:
-        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    table = stack.physical_ids["OrdersTable"]
+    ddb.delete_item(TableName=table, Key={"pk": {"S": f"IDEM#{body['idempotencyKey']}"}, "sk": {"S": "IDEM"}})
     assert post(evaluate, body) == first
     assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
     request = validate_request({**body, "mid": "m"})

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from decline_rescue.domain import clock, statuses
 from decline_rescue.domain.carddata import find_pans
-from decline_rescue.services import writer as lifecycle
+from decline_rescue.runtime import wiring
 from tests.conftest import EVENTS, TEST_WEBHOOK_KEY, api_event, aws_client, invoke
 from tests.integration.test_declines import EVALUATE, cit
 from tests.integration.test_declines import post as post_decline
@@ -75,8 +76,9 @@ def dead_letters(stack, sqs):
 
 
 @pytest.fixture
-def bus_events(stack, moto_url, sqs):
-    """Every event put on the stack's bus during the test (a rule -> an SQS queue)."""
+def bus_events(stack, moto_url, sqs, event_publisher):
+    """Every event put on the stack's bus during the test (a rule -> an SQS queue), by the
+    stream's publisher (drained before each read)."""
     events = aws_client(moto_url, "events")
     bus = stack.physical_ids["OrderEventBus"]
     name = f"test-events-{uuid.uuid4().hex[:10]}"
@@ -87,6 +89,7 @@ def bus_events(stack, moto_url, sqs):
     received: list[dict] = []
 
     def read(order_id: str) -> list[dict]:
+        event_publisher.drain()
         received.extend(json.loads(m["Body"]) for m in drain(sqs, url))
         return [e for e in received if e["detail"].get("orderId") == order_id]
 
@@ -282,21 +285,16 @@ def writer(function_env, dead_letters):
 
 def make_order(status: str, *, session_key: str | None = None, pending: bool | None = None) -> dict:
     """An order at version 1 in the orders table (as evaluate_decline writes one)."""
+    from decline_rescue.domain.updates import Change
+
     order_id = new_id()
-    pending = status in lifecycle.PENDING if pending is None else pending
-    lifecycle.orders().create(
-        {
-            "orderId": order_id,
-            "orderSessionKey": session_key or str(uuid.uuid4()),
-            "amount": 1999,
-            "currency": "USD",
-            "isMIT": False,
-        },
-        status=status,
-        source="api",
-        next_poll_at=lifecycle.iso(now() + timedelta(minutes=10)) if pending else None,
+    pending = status in statuses.PENDING if pending is None else pending
+    wiring.orders().commit(
+        Change(order_id, None, status, 1, "api", clock.iso()),
+        order={"orderSessionKey": session_key or str(uuid.uuid4()), "amount": 1999, "currency": "USD", "isMIT": False},
+        next_poll_at=clock.iso(now() + timedelta(minutes=10)) if pending else None,
     )
-    return lifecycle.orders().get_state(order_id)
+    return wiring.orders().get_state(order_id)
 
 
 def update(order: dict | None, status: str | None = None, **fields) -> dict:
@@ -330,7 +328,7 @@ def apply(module, *bodies: dict | str) -> None:
 
 
 def order_and_history(order_id: str) -> tuple[dict, list[dict]]:
-    return lifecycle.orders().get_with_history(order_id)
+    return wiring.orders().get_with_history(order_id)
 
 
 def kinds(history: list[dict]) -> list[str]:
@@ -341,7 +339,7 @@ def kinds(history: list[dict]) -> list[str]:
 def test_applied_change_then_terminal_leaves_the_pending_index(writer):
     order = make_order("RECEIVED", pending=False)
     assert "pendingShard" not in order and "nextPollAt" not in order
-    before = lifecycle.iso(now())
+    before = clock.iso(now())
     apply(writer, update(order, "SUBMITTED", providerStatus="SUBMITTED"))
     state, history = order_and_history(order["orderId"])
     assert (state["status"], state["version"], state["providerStatus"]) == ("SUBMITTED", 2, "SUBMITTED")
@@ -384,7 +382,7 @@ def test_stale_update_is_noted_not_applied(writer):
 @pytest.mark.parametrize("terminal", ["APPROVED", "DECLINED", "CANCELLED", "EXPIRED", "NOT_SUBMITTED"])
 def test_terminal_never_regresses(writer, terminal):
     order = make_order(terminal)
-    others = [s for s in lifecycle.STATUSES if s != terminal]
+    others = [s for s in statuses.STATUSES if s != terminal]
     apply(writer, *[update(order, s) for s in others])
     state, history = order_and_history(order["orderId"])
     assert (state["status"], state["version"]) == (terminal, 1)
@@ -395,11 +393,11 @@ def test_terminal_never_regresses(writer, terminal):
 
 def test_untrusted_session_key_only_makes_the_order_due(writer):
     order = make_order("SUBMITTED")
-    assert order["nextPollAt"] > lifecycle.iso(now())
+    assert order["nextPollAt"] > clock.iso(now())
     apply(writer, update(order, "APPROVED", orderSessionKey=str(uuid.uuid4())))
     state, history = order_and_history(order["orderId"])
     assert (state["status"], state["version"]) == ("SUBMITTED", 1)
-    assert state["nextPollAt"] <= lifecycle.iso(now()), "due now: the poller asks FlexFactor"
+    assert state["nextPollAt"] <= clock.iso(now()), "due now: the poller asks FlexFactor"
     assert state["orderSessionKey"] == order["orderSessionKey"]
     assert kinds(history) == ["000001", "000001#untrusted"]
 
@@ -409,14 +407,14 @@ def test_check_only_makes_the_order_due(writer):
     apply(writer, update(order, checkOnly=True, providerStatus="challenge.passed"))
     state, history = order_and_history(order["orderId"])
     assert (state["status"], state["version"]) == ("CHALLENGE", 1)
-    assert state["nextPollAt"] <= lifecycle.iso(now())
+    assert state["nextPollAt"] <= clock.iso(now())
     assert kinds(history) == ["000001", "000001#poll-requested"]
 
 
 def test_unmatched_order_is_recorded_and_the_message_succeeds(writer, stack, moto_url):
     missing = new_id("nobody")
     apply(writer, update(None, "APPROVED", orderId=missing))
-    assert lifecycle.orders().get_state(missing) is None
+    assert wiring.orders().get_state(missing) is None
     items = aws_client(moto_url, "dynamodb").query(
         TableName=stack.physical_ids["OrdersTable"],
         KeyConditionExpression="pk = :pk",
@@ -437,7 +435,11 @@ def test_refund_is_recorded_once(writer, bus_events):
     assert kinds(history) == ["000001", "000002", "000002#duplicate"]
     assert (history[1]["event"], history[1]["status"], history[1]["previous"]) == ("REFUNDED", "APPROVED", "APPROVED")
     events = bus_events(order["orderId"])
-    assert [(e["detail-type"], e["detail"]["event"]) for e in events] == [("OrderRefunded", "REFUNDED")]
+    assert [(e["detail-type"], e["detail"]["version"]) for e in events] == [
+        ("OrderStatusChanged", 1),
+        ("OrderRefunded", 2),
+    ]
+    assert events[1]["detail"]["event"] == "REFUNDED"
 
 
 def test_refund_seen_by_a_poll_then_by_its_webhook_is_recorded_once(writer, bus_events):
@@ -490,7 +492,7 @@ def test_each_real_change_is_published_exactly_once(writer, bus_events):
     steps = ["CHALLENGE", "CHALLENGE", "CAPTUREREQUIRED", "CHALLENGE", "APPROVED", "APPROVED", "DECLINED"]
     for status in steps:
         apply(writer, update(order, status))
-    events = bus_events(order["orderId"])
+    events = [e for e in bus_events(order["orderId"]) if e["detail"]["version"] > 1]  # after its creation
     assert [e["detail-type"] for e in events] == ["OrderStatusChanged"] * 3
     details = [e["detail"] for e in events]
     assert [(d["previousStatus"], d["status"]) for d in details] == [
@@ -511,75 +513,69 @@ def test_each_real_change_is_published_exactly_once(writer, bus_events):
     assert all(e["source"] == "decline-rescue" for e in events)
 
 
-def test_publish_failure_fails_only_that_record_and_redelivery_publishes_once(
-    function_env, writer, dead_letters, bus_events, stack
-):
-    changing = make_order("SUBMITTED")
-    duplicate = make_order("CHALLENGE")
-    stale = make_order("APPROVED")
-    event = sqs_event(
-        update(changing, "APPROVED"),
-        update(duplicate, "CHALLENGE"),
-        update(stale, "SUBMITTED"),
-        update(None, "APPROVED", orderId=new_id("nobody")),
-        "not json",
-    )
-    broken, _ = function_env(APPLY, EVENT_BUS_NAME=stack.physical_ids["OrderEventBus"] + "-missing")
-    assert deliver(broken, event) == [event["Records"][0]["messageId"]]
-    state, _ = order_and_history(changing["orderId"])
-    assert (state["status"], state["version"], state["eventPending"]) == ("APPROVED", 2, 2), "written, event owed"
-    assert bus_events(changing["orderId"]) == []
-    assert len(dead_letters()) == 1
-
-    fixed, _ = function_env(APPLY)
-    assert deliver(fixed, {"Records": [event["Records"][0]]}) == []
-    state, history = order_and_history(changing["orderId"])
-    assert (state["status"], state["version"]) == ("APPROVED", 2) and "eventPending" not in state
-    assert kinds(history) == ["000001", "000002", "000002#duplicate"]
-    events = bus_events(changing["orderId"])
-    assert [(e["detail"]["previousStatus"], e["detail"]["status"], e["detail"]["changeId"]) for e in events] == [
-        ("SUBMITTED", "APPROVED", f"{changing['orderId']}:2")
-    ]
-    assert deliver(fixed, {"Records": [event["Records"][0]]}) == []  # once more: still one event
-    assert len(bus_events(changing["orderId"])) == 1
-
-
-def test_a_pending_event_is_published_by_the_next_update_of_the_order(function_env, writer, bus_events, stack):
+def test_a_bus_outage_delays_events_and_loses_none(writer, bus_events, event_publisher, stack):
+    # Given changes written while the bus refuses every event
     order = make_order("SUBMITTED")
-    broken, _ = function_env(APPLY, EVENT_BUS_NAME="no-such-bus")
-    failing = sqs_event(update(order, "PROCESSING"), update(None, "APPROVED", orderId=new_id("nobody")))
-    assert deliver(broken, failing) == [failing["Records"][0]["messageId"]]
-    fixed, _ = function_env(APPLY)
-    apply(fixed, update(order, "APPROVED"))  # another update of the order, not the redelivery
-    state, _ = order_and_history(order["orderId"])
-    assert (state["status"], state["version"]) == ("APPROVED", 3) and "eventPending" not in state
+    event_publisher.bus = stack.physical_ids["OrderEventBus"] + "-missing"
+    apply(writer, update(order, "PROCESSING"))
+    apply(writer, update(order, "APPROVED"))
+    event_publisher.poller.poll_once()  # the publisher runs, and fails
+
+    # When the bus is back
+    event_publisher.bus = stack.physical_ids["OrderEventBus"]
     details = [e["detail"] for e in bus_events(order["orderId"])]
-    assert [(d["previousStatus"], d["status"]) for d in details] == [
-        ("SUBMITTED", "PROCESSING"),
-        ("PROCESSING", "APPROVED"),
+
+    # Then every change is published, in order, each changeId once
+    assert [(d["previousStatus"], d["status"], d["changeId"]) for d in details] == [
+        (None, "SUBMITTED", f"{order['orderId']}:1"),
+        ("SUBMITTED", "PROCESSING", f"{order['orderId']}:2"),
+        ("PROCESSING", "APPROVED", f"{order['orderId']}:3"),
     ]
+    assert event_publisher.poller.retries >= 1
 
 
-def test_an_event_owed_before_a_merchant_capture_is_still_published(function_env, flexfactor_url, bus_events, stack):
-    """evaluate_decline records CAPTUREREQUIRED while EventBridge fails (the change is kept
-    with eventPending); the merchant then captures: both changes must reach the bus."""
-    evaluate, _ = function_env(EVALUATE, EVENT_BUS_NAME=stack.physical_ids["OrderEventBus"] + "-missing")
+def test_events_that_cannot_be_published_go_to_the_failure_queue(writer, event_publisher, stack, sqs):
+    # Given a change, and a bus that stays down through every retry
+    failures = stack.physical_ids["OrderEventsFailureQueue"]
+    drain(sqs, failures)
+    order = make_order("SUBMITTED")
+    event_publisher.bus = stack.physical_ids["OrderEventBus"] + "-missing"
+    try:
+        # When the publisher runs out of retries
+        apply(writer, update(order, "APPROVED"))
+        event_publisher.drain()
+    finally:
+        event_publisher.bus = stack.physical_ids["OrderEventBus"]
+
+    # Then the failure queue names the stream records that were not published
+    (letter,) = [json.loads(m["Body"]) for m in drain(sqs, failures)]
+    info = letter["DDBStreamBatchInfo"]
+    assert letter["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert info["batchSize"] >= 1 and info["startSequenceNumber"] <= info["endSequenceNumber"]
+
+
+def test_every_version_of_a_cit_has_its_event_from_the_claim_to_the_capture(function_env, flexfactor_url, bus_events):
+    # Given a customer-initiated decline that FlexFactor answers CAPTUREREQUIRED
+    evaluate, _ = function_env(EVALUATE)
     body = cit(transactionType="AUTHORIZATION")
     code, answer = post_decline(evaluate, body)
     assert (code, answer["status"]) == (200, "CAPTUREREQUIRED")
     order_id = body["orderId"]
-    assert lifecycle.orders().get_state(order_id)["eventPending"] == 2
 
+    # When the merchant captures it
     orders_api, _ = function_env("OrdersApiFunction")
     event = api_event("orders_api/post_capture.json", {"amount": body["transaction"]["amount"]})
     event["path"], event["pathParameters"] = f"/orders/{order_id}/capture", {"orderId": order_id}
     result = invoke(orders_api, event, name="OrdersApiFunction")
     assert result["statusCode"] == 200 and json.loads(result["body"])["status"] == "APPROVED", result["body"]
 
-    writer, _ = function_env(APPLY)  # and any later touch of the order
-    apply(writer, update({"orderId": order_id, "orderSessionKey": answer["orderSessionKey"]}, "APPROVED"))
-    changes = [(e["detail"]["previousStatus"], e["detail"]["status"]) for e in bus_events(order_id)]
-    assert changes == [("RECEIVED", "CAPTUREREQUIRED"), ("CAPTUREREQUIRED", "APPROVED")]
+    # Then versions 1, 2 and 3 each have their event: the claim, the answer, the capture
+    details = [e["detail"] for e in bus_events(order_id)]
+    assert [(d["version"], d["previousStatus"], d["status"], d["source"]) for d in details] == [
+        (1, None, "RECEIVED", "api"),
+        (2, "RECEIVED", "CAPTUREREQUIRED", "api"),
+        (3, "CAPTUREREQUIRED", "APPROVED", "capture"),
+    ]
 
 
 # -- end to end, and card data --------------------------------------------------------------

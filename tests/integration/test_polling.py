@@ -300,14 +300,14 @@ def test_a_backlog_is_worked_through_across_runs_without_starving_any_order(worl
 
 
 def _claim(world, order_id: str, created: datetime) -> None:
-    from decline_rescue.services import writer as lifecycle
+    """An intake claim written by the single writer (as evaluate_decline does) whose request then died."""
+    from decline_rescue.services import writer
 
     world.use("PollOrdersFunction")
-    lifecycle.orders().create(
+    writer.create(
         {"orderId": order_id, "idempotencyKey": str(uuid.uuid4()), "amount": 1999, "currency": "USD", "isMIT": False},
         status="RECEIVED",
         source="api",
-        next_poll_at=iso(now() - timedelta(seconds=1)),
     )
     world.make_due(order_id, createdAt=iso(created))
 
@@ -394,3 +394,36 @@ def test_an_action_flexfactor_refuses_is_409_and_the_order_is_polled(world):
     assert world.state(answer["orderId"])["nextPollAt"] <= iso(now())  # due now
     world.poll()
     assert json.loads(world.updates()[0]["Body"])["status"] == "CANCELLED"
+
+
+# -- merchant-initiated declines whose queue send failed ----------------------------------
+
+
+def test_an_mit_whose_queue_send_failed_is_sent_again_by_the_poller(world):
+    from tests.integration.test_declines import mit
+
+    # Given an MIT accepted through the API while the declines queue could not be reached
+    queue = world.sqs.create_queue(QueueName=f"declines-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    body = mit()
+    evaluate = world.use("EvaluateDeclineFunction", DECLINES_QUEUE_URL=queue + "-missing")
+    result = invoke(evaluate, api_event("evaluate_decline/post_cit.json", body))
+    assert result["statusCode"] == 503, result["body"]
+    state = world.state(body["orderId"])
+    assert state["status"] == "QUEUED" and state["pendingShard"] and state["queuedMessage"]
+
+    # When the caller never retries, and the order comes due
+    world.make_due(body["orderId"])
+    summary = world.poll(DECLINES_QUEUE_URL=queue)
+
+    # Then the poller put the decline on the declines queue again, as it was accepted
+    assert summary["resent"] == 1
+    (message,) = world.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    sent = json.loads(message["Body"])
+    assert (sent["orderId"], sent["idempotencyKey"]) == (body["orderId"], body["idempotencyKey"])
+    assert world.state(body["orderId"])["nextPollAt"] > iso(now())  # and not again at once
+
+    # And the consumer submits it; the order leaves QUEUED and forgets the message
+    world.submit_mit(sent)
+    state = world.state(body["orderId"])
+    assert state["status"] == "SUBMITTED" and "queuedMessage" not in state
+    world.sqs.delete_queue(QueueUrl=queue)

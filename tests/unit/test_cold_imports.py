@@ -19,15 +19,16 @@ LAYER = ROOT / "layers" / "shared"
 
 NEVER = (
     "aws_xray_sdk",  # tracing is off locally; on AWS the real Tracer imports it
-    "boto3",  # clients come from botocore alone (adapters.aws)
+    "boto3",  # clients come from botocore alone (infra.aws)
     "aws_lambda_powertools.event_handler",  # decline_rescue.runtime.router routes
     "aws_lambda_powertools.utilities.batch",  # decline_rescue.runtime.batch
-    "aws_lambda_powertools.utilities.parameters",  # adapters.secrets
+    "aws_lambda_powertools.utilities.parameters",  # infra.secrets
 )
 FUNCTIONS = {
     "apply_order_update": ("pydantic", "httpx"),
     "ingest_webhook": ("pydantic", "httpx"),
     "poll_orders": ("pydantic",),
+    "publish_order_events": ("pydantic", "httpx"),
     "orders_api": ("pydantic",),
     "issue_capture_context": ("pydantic",),
     "evaluate_decline": (),

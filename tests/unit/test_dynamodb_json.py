@@ -1,4 +1,4 @@
-"""``adapters.dynamodb_json`` converts as boto3's TypeSerializer and TypeDeserializer do:
+"""``infra.dynamodb_json`` converts as boto3's TypeSerializer and TypeDeserializer do:
 the same DynamoDB JSON for every kind of value the orders table holds, the same Python
 values back, the same refusals."""
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from decline_rescue.domain import statuses
 from decline_rescue.domain.errors import InvalidRequest
+from decline_rescue.domain.updates import OrderUpdate
+from decline_rescue.providers.flexfactor import vocabulary
 from decline_rescue.services import webhooks
-from decline_rescue.services import writer as lifecycle
-from decline_rescue.services.writer import OrderUpdate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -77,21 +78,21 @@ PAIRS = [(current, new) for current in ALLOWED for new in ALLOWED]
 
 
 def test_the_table_covers_every_status():
-    assert set(lifecycle.STATUSES) == set(ALLOWED)
-    assert len(lifecycle.STATUSES) == len(ALLOWED)
-    assert {s for s in ALLOWED if lifecycle.is_terminal(s)} == {APP, DEC, CAN, EXP, NOT}
+    assert set(statuses.STATUSES) == set(ALLOWED)
+    assert len(statuses.STATUSES) == len(ALLOWED)
+    assert {s for s in ALLOWED if statuses.is_terminal(s)} == {APP, DEC, CAN, EXP, NOT}
 
 
 @pytest.mark.parametrize(("current", "new"), PAIRS, ids=[f"{c}->{n}" for c, n in PAIRS])
 def test_allowed(current, new):
-    assert lifecycle.allowed(current, new) is (new in ALLOWED[current])
+    assert statuses.allowed(current, new) is (new in ALLOWED[current])
 
 
 @pytest.mark.parametrize(
     ("current", "new"), [("BOGUS", SUB), (SUB, "BOGUS"), ("", APP), (SUB, ""), ("approved", CAN), (SUB, "approved")]
 )
 def test_unknown_statuses_are_never_allowed(current, new):
-    assert lifecycle.allowed(current, new) is False
+    assert statuses.allowed(current, new) is False
 
 
 # -- GET /v1/orders: the enum and the status names -------------------------------------------
@@ -111,8 +112,8 @@ ENUM = {
 
 @pytest.mark.parametrize(("value", "expected"), ENUM.items(), ids=[f"enum-{v}" for v in ENUM])
 def test_order_enum(value, expected):
-    assert lifecycle.from_provider_order({"id": "x", "status": value}) == expected
-    assert lifecycle.from_provider_order({"id": "x", "status": str(value)}) == expected  # a digit string
+    assert vocabulary.from_provider_order({"id": "x", "status": value}) == expected
+    assert vocabulary.from_provider_order({"id": "x", "status": str(value)}) == expected  # a digit string
 
 
 NAMES = [
@@ -145,9 +146,9 @@ NAMES = [
 @pytest.mark.parametrize(("name", "expected"), NAMES, ids=[n for n, _ in NAMES])
 def test_status_names(name, expected):
     # the name wins over the enum (the enum cannot say Expired or Declined)
-    assert lifecycle.from_provider_order({"status": 4, "statusName": name}) == expected
-    assert lifecycle.from_provider_order({"statusName": name}) == expected
-    assert lifecycle.from_provider_order({"status": name}) == expected
+    assert vocabulary.from_provider_order({"status": 4, "statusName": name}) == expected
+    assert vocabulary.from_provider_order({"statusName": name}) == expected
+    assert vocabulary.from_provider_order({"status": name}) == expected
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,7 @@ def test_status_names(name, expected):
     ids=["unknown-name-known-enum", "8", "-1", "bool", "float", "unknown-name", "nulls", "empty"],
 )
 def test_unknown_provider_values(order, expected):
-    assert lifecycle.from_provider_order(order) == expected
+    assert vocabulary.from_provider_order(order) == expected
 
 
 # -- webhook events -> updates ---------------------------------------------------------------

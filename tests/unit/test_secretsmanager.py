@@ -1,4 +1,4 @@
-"""adapters.secretsmanager: GetSecretValue signed without botocore. The signature must be
+"""infra.secretsmanager: GetSecretValue signed without botocore. The signature must be
 the one botocore's own SigV4 signer computes for the same request, and anything the
 environment does not say plainly must leave the read to botocore."""
 

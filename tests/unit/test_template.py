@@ -114,3 +114,68 @@ def test_tracer_does_not_capture_responses():
     """Responses may name what a caller sent; X-Ray must not keep them."""
     env = RAW["Globals"]["Function"]["Environment"]["Variables"]
     assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
+def _statements(function: str) -> list[dict]:
+    role = RESOURCES[f"{function}Role"]["Properties"]
+    return [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def test_only_the_publisher_may_put_events_on_the_bus():
+    # Given every function's role, When we list who may call PutEvents
+    may_publish = sorted(
+        function
+        for function in FUNCTIONS
+        if any("events:PutEvents" in _actions(s) for s in _statements(function))
+        or any("EventBridge" in str(a) for a in RESOURCES[f"{function}Role"]["Properties"].get("ManagedPolicyArns", []))
+    )
+    # Then it is the stream's publisher alone, and no other function is told the bus's name
+    assert may_publish == ["PublishOrderEventsFunction"]
+    told = sorted(
+        f
+        for f, r in FUNCTIONS.items()
+        if "EVENT_BUS_NAME" in r["Properties"].get("Environment", {}).get("Variables", {})
+    )
+    assert told == ["PublishOrderEventsFunction"]
+
+
+def test_the_orders_stream_feeds_the_publisher_with_retries_bisect_and_a_failure_queue():
+    # Given the orders table and the publisher's event source mapping
+    stream = RAW["Resources"]["OrdersTable"]["Properties"]["StreamSpecification"]
+    (mapping,) = [
+        r["Properties"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "PublishOrderEventsFunction"}
+    ]
+    # Then the stream carries new images, read from the oldest record, with bounded retries
+    assert stream["StreamViewType"] in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["OrdersTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 20
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["OrderEventsFailureQueue", "Arn"]
+    }
+    # And only applied changes' history items invoke it (they carry changeId)
+    import json
+
+    (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"changeId": {"S": [{"exists": True}]}}}}
+    # And what cannot be published raises an alarm
+    alarm = RAW["Resources"]["OrderEventsFailureAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["OrderEventsFailureQueue", "QueueName"]}
+
+
+def test_the_poller_may_send_a_queued_decline_again():
+    statements = _statements("PollOrdersFunction")
+    sends = [s for s in statements if any(a.startswith("sqs:SendMessage") for a in _actions(s))]
+    assert any("DeclinesQueue" in str(s["Resource"]) for s in sends)
+    env = FUNCTIONS["PollOrdersFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DECLINES_QUEUE_URL"] == {"Ref": "DeclinesQueue"}

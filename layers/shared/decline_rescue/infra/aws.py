@@ -41,11 +41,8 @@ def _make(service: str) -> Any:
 
 
 def reset() -> None:
-    """Forget the clients and what was read through them (a new execution environment)."""
+    """Forget the clients (``runtime.wiring.reset`` calls this with the other resets)."""
     global _session
-    from decline_rescue.infra import secrets
-
     with _lock:
         _clients.clear()
         _session = None
-    secrets.reset()

@@ -1,7 +1,7 @@
 """DynamoDB's attribute-value JSON to and from Python values, as boto3's
 ``TypeSerializer`` and ``TypeDeserializer`` convert them (the same rules, number context
 and errors; ``tests/unit/test_dynamodb_json.py`` compares the two), without importing
-boto3 (``adapters.aws`` makes clients from botocore alone).
+boto3 (``infra.aws`` makes clients from botocore alone).
 
 Python -> DynamoDB: None NULL, bool BOOL, int/Decimal N (at most 38 significant digits,
 as DynamoDB stores them; a float is refused: use Decimal), str S, bytes B, sets NS/SS/BS,

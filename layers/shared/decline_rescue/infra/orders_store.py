@@ -9,6 +9,8 @@ Items (``pk`` / ``sk``):
   not applied (duplicate, stale, untrusted), sorted after the change it was measured against;
 - ``CARD#<card key>`` / ``DAY#<yyyy-mm-dd>#<idempotencyKey>``: one per reattempt (a
   retried request writes the same item again, so it counts once); expires after 32 days;
+- ``IDEM#<idempotencyKey>`` / ``IDEM``: the order a decline's idempotency key names
+  (written with the order's claim, so one key never names two orders); kept 7 days;
 - ``NONCE#<x-fc-nonce>`` / ``NONCE``: a webhook nonce seen, kept past the allowed skew;
 - ``UNMATCHED#<ExternalOrderId>`` / ``<time>#<update id>``: a webhook for no known order.
 
@@ -16,26 +18,30 @@ Pending orders carry ``pendingShard`` (``P0``..``P7``, from the orderId) and ``n
 the sparse GSI ``pending`` that the poller queries for what is due. They are removed
 in the same write that ends the order.
 
-Every change is one transaction: the state item (conditional: absent on create, at the
-version read on update) and its history item. No card number or CVV is ever written.
+Every change is one transaction made by ``commit``: the state item (conditional: absent at
+version 1, at the version read after) and its history item, which carries ``changeId``.
+The table's stream delivers each new history item with a ``changeId`` to the event
+publisher (``services.order_events``): events are derived from what was written, so no
+change is ever written without its event, nor published without being written. No card
+number or CVV is ever written.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from decline_rescue.domain.clock import iso as now_iso
 from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.domain.updates import ADOPTABLE, Change
 from decline_rescue.infra import dynamodb_json
 from decline_rescue.infra.aws import client
 
 PENDING_INDEX = "pending"
-PUBLISH_LEASE_MS = 15_000  # how long a writer owns publishing the change it wrote
 PENDING_SHARDS = 8  # fixed: changing it would hide pending orders written under another count
 
 
@@ -44,6 +50,16 @@ class OrderConflict(DeclineRescueError):
 
     status_code = 409
     code = "ORDER_CONFLICT"
+
+
+class ClaimRefused(OrderConflict):
+    """An intake claim was refused: the orderId exists (``order_exists``) and/or the
+    idempotency key is taken (``key_taken``)."""
+
+    def __init__(self, message: str, *, order_exists: bool, key_taken: bool) -> None:
+        super().__init__(message)
+        self.order_exists = order_exists
+        self.key_taken = key_taken
 
 
 def _marshal(item: dict[str, Any]) -> dict[str, Any]:
@@ -74,31 +90,11 @@ def _native(value: Any) -> Any:
     return value
 
 
-def now_iso(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def shard_of(order_id: str) -> str:
     """The pending-index partition of an order: spreads a large backlog over partitions."""
     import hashlib
 
     return f"P{int(hashlib.blake2b(order_id.encode(), digest_size=2).hexdigest(), 16) % PENDING_SHARDS}"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One applied change, as written to history and published as an event: a status
-    change, or (``event`` set) something that happened to the order without changing
-    its status (a refund, a chargeback)."""
-
-    order_id: str
-    previous: str | None
-    status: str
-    version: int
-    source: str
-    at: str
-    detail: dict[str, Any] | None = None
-    event: str | None = None
 
 
 KEEP = "keep"  # transition(): leave the pending-index keys as they are
@@ -149,94 +145,167 @@ class OrdersTable:
         history.sort(key=lambda h: h["sk"])
         return state, history
 
-    def create(
+    def commit(
         self,
-        order: dict[str, Any],
+        change: Change,
         *,
-        status: str,
-        source: str,
-        detail: dict[str, Any] | None = None,
-        next_poll_at: str | None = None,
+        order: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        next_poll_at: str | None = KEEP,
+        event_key: str | None = None,
+        also_put: list[dict[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+        key_ttl_seconds: int = 7 * 86400,
     ) -> Change:
-        """Write a new order at version 1 with its first history item; 409 if it exists.
-        ``next_poll_at`` puts it on the pending index."""
-        at = now_iso()
-        state = {
-            **order,
-            "pk": f"ORDER#{order['orderId']}",
-            "sk": "STATE",
-            "status": status,
-            "version": 1,
-            "createdAt": at,
-            "updatedAt": at,
-            "lastSource": source,
-        }
-        if detail:
-            state["reason"] = detail
-        if next_poll_at:
-            state["pendingShard"] = shard_of(order["orderId"])
-            state["nextPollAt"] = next_poll_at
-        change = Change(order["orderId"], None, status, 1, source, at, detail)
+        """Write one change: the order's state item and the change's history item in one
+        transaction, conditional on the order being at ``change.version - 1`` (absent, for
+        version 1: ``order`` is then the new order's fields). OrderConflict when it is not.
+
+        ``fields`` are set and ``remove`` removed with the change; ``next_poll_at`` schedules
+        the next poll (None takes the order off the pending index, KEEP leaves it);
+        ``event_key`` is remembered so that the same refund or chargeback is never recorded
+        twice; ``also_put`` items (DynamoDB JSON, e.g. ``attempt_item``) go in the same
+        transaction. ``idempotency_key`` (version 1 only): the key is taken for this order
+        in the same transaction (``IDEM#<key>``, kept ``key_ttl_seconds``), so that one key
+        never names two orders; ClaimRefused says which of the two was taken."""
+        if change.version == 1:
+            write = self._create_item(change, order or {}, fields, next_poll_at)
+        else:
+            write = self._update_item(change, fields, remove, next_poll_at, event_key)
+        claims = [self._key_item(idempotency_key, change, key_ttl_seconds)] if idempotency_key else []
         try:
             client("dynamodb").transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": _marshal(state),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
+                    write,
+                    *claims,
                     {"Put": {"TableName": self.table, "Item": _marshal(self._history(change))}},
+                    *({"Put": {"TableName": self.table, "Item": item}} for item in also_put or ()),
                 ]
             )
         except ClientError as exc:
             if _cancelled_by_condition(exc):
-                raise OrderConflict(f"order {order['orderId']} exists already") from None
+                if change.version == 1:
+                    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                    order_exists = not reasons or reasons[0] == "ConditionalCheckFailed"
+                    key_taken = bool(claims) and len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed"
+                    raise ClaimRefused(
+                        f"order {change.order_id} exists already" if order_exists else "the idempotencyKey is taken",
+                        order_exists=order_exists,
+                        key_taken=key_taken,
+                    ) from None
+                raise OrderConflict(f"order {change.order_id} changed since version {change.version - 1}") from None
             raise
         return change
 
-    def transition(
-        self,
-        order_id: str,
-        *,
-        expected_version: int,
-        previous: str,
-        status: str,
-        source: str,
-        fields: dict[str, Any] | None = None,
-        detail: dict[str, Any] | None = None,
-        next_poll_at: str | None = KEEP,
-        event: str | None = None,
-        event_key: str | None = None,
-        also_put: list[dict[str, Any]] | None = None,
-    ) -> Change:
-        """Apply a change if the order is still at ``expected_version``: the state item
-        and its history item in one transaction. ``next_poll_at`` schedules the next
-        poll (None takes the order off the pending index); ``event_key`` is remembered
-        so that the same refund or chargeback is never recorded twice. The change is
-        marked ``eventPending`` until ``mark_published`` (the outbox the writer drains), and
-        claimed for publishing by this writer for ``PUBLISH_LEASE_MS``. ``also_put``: other
-        items (DynamoDB JSON, e.g. ``attempt_item``) written in the same transaction."""
-        at = now_iso()
-        change = Change(order_id, previous, status, expected_version + 1, source, at, detail, event)
-        values: dict[str, Any] = {
-            ":status": status,
-            ":v": expected_version,
-            ":next": expected_version + 1,
-            ":at": at,
-            ":source": source,
-            ":claim": int(time.time() * 1000) + PUBLISH_LEASE_MS,
+    def _key_item(self, key: str, change: Change, ttl_seconds: int) -> dict[str, Any]:
+        expires = int(datetime.now(UTC).timestamp()) + ttl_seconds
+        return {
+            "Put": {
+                "TableName": self.table,
+                "Item": _marshal({"pk": f"IDEM#{key}", "sk": "IDEM", "orderId": change.order_id, "expiresAt": expires}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
         }
-        sets = [
-            "#status = :status",
-            "version = :next",
-            "updatedAt = :at",
-            "lastSource = :source",
-            "eventPending = :next",
-            "eventClaimedUntil = :claim",
-        ]
-        removes: list[str] = []
+
+    # -- leases: which request works on a claimed order --------------------------------
+
+    def take_lease(self, order_id: str, *, version: int, status: str, until_ms: int) -> bool:
+        """Take the order's lease (still at ``version`` and ``status``, no live lease held):
+        the request that holds it may submit the order. False when another holds it or
+        the order moved on. Not a change of the order: no version, no history, no event."""
+        now = int(time.time() * 1000)
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=self._key(order_id),
+                UpdateExpression="SET leaseUntil = :until",
+                ConditionExpression=(
+                    "version = :v AND #s = :s AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":until": {"N": str(until_ms)},
+                    ":v": {"N": str(version)},
+                    ":s": {"S": status},
+                    ":now": {"N": str(now)},
+                },
+            )
+        except ClientError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise
+        return True
+
+    def mark_adoptable(self, order_id: str, *, version: int) -> None:
+        """The claim's request never reached FlexFactor as valid: a corrected one may take it."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=self._key(order_id),
+                UpdateExpression="SET fingerprint = :adoptable REMOVE leaseUntil",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":adoptable": {"S": ADOPTABLE}, ":v": {"N": str(version)}},
+            )
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+
+    def release_lease(self, order_id: str, *, until_ms: int) -> None:
+        """Give the lease back (the request failed before deciding): a retry may go on at once."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=self._key(order_id),
+                UpdateExpression="REMOVE leaseUntil",
+                ConditionExpression="leaseUntil = :until",
+                ExpressionAttributeValues={":until": {"N": str(until_ms)}},
+            )
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+
+    def _create_item(
+        self, change: Change, order: dict[str, Any], fields: dict[str, Any] | None, next_poll_at: str | None
+    ) -> dict[str, Any]:
+        state = {
+            **order,
+            **(fields or {}),
+            "orderId": change.order_id,
+            "pk": f"ORDER#{change.order_id}",
+            "sk": "STATE",
+            "status": change.status,
+            "version": 1,
+            "createdAt": change.at,
+            "updatedAt": change.at,
+            "lastSource": change.source,
+        }
+        if change.detail:
+            state["reason"] = change.detail
+        if next_poll_at and next_poll_at != KEEP:
+            state["pendingShard"] = shard_of(change.order_id)
+            state["nextPollAt"] = next_poll_at
+        return {
+            "Put": {"TableName": self.table, "Item": _marshal(state), "ConditionExpression": "attribute_not_exists(pk)"}
+        }
+
+    def _update_item(
+        self,
+        change: Change,
+        fields: dict[str, Any] | None,
+        remove: tuple[str, ...],
+        next_poll_at: str | None,
+        event_key: str | None,
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            ":status": change.status,
+            ":v": change.version - 1,
+            ":next": change.version,
+            ":at": change.at,
+            ":source": change.source,
+        }
+        sets = ["#status = :status", "version = :next", "updatedAt = :at", "lastSource = :source"]
+        removes = list(remove)
         names = {"#status": "status"}
         for i, (name, value) in enumerate((fields or {}).items()):
             if value is None:
@@ -244,103 +313,28 @@ class OrdersTable:
             sets.append(f"#f{i} = :f{i}")
             names[f"#f{i}"] = name
             values[f":f{i}"] = value
-        if detail:
+        if change.detail:
             sets.append("reason = :reason")
-            values[":reason"] = detail
+            values[":reason"] = change.detail
         if next_poll_at is None:
             removes += ["pendingShard", "nextPollAt", "polls"]
         elif next_poll_at != KEEP:
             sets += ["pendingShard = :shard", "nextPollAt = :poll", "polls = :zero"]
-            values.update({":shard": shard_of(order_id), ":poll": next_poll_at, ":zero": 0})
+            values.update({":shard": shard_of(change.order_id), ":poll": next_poll_at, ":zero": 0})
         if event_key:
             sets.append("eventKeys = list_append(if_not_exists(eventKeys, :empty), :ek)")
             values.update({":empty": [], ":ek": [event_key]})
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            client("dynamodb").transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._key(order_id),
-                            "UpdateExpression": expression,
-                            # a change whose event is not out yet blocks the next one: the
-                            # writer publishes it first (one pending event per order)
-                            "ConditionExpression": "version = :v AND attribute_not_exists(eventPending)",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": _marshal(values),
-                        }
-                    },
-                    {"Put": {"TableName": self.table, "Item": _marshal(self._history(change))}},
-                    *({"Put": {"TableName": self.table, "Item": item}} for item in also_put or ()),
-                ]
-            )
-        except ClientError as exc:
-            if _cancelled_by_condition(exc):
-                raise OrderConflict(f"order {order_id} changed since version {expected_version}") from None
-            raise
-        return change
-
-    def mark_published(self, order_id: str, version: int) -> None:
-        """The change at ``version`` is on the bus: clear the outbox mark (if still it)."""
-        self._outbox(order_id, version, "REMOVE eventPending, eventClaimedUntil")
-
-    def release_publish(self, order_id: str, version: int) -> None:
-        """Publishing failed: give up the claim, so the next writer publishes at once."""
-        self._outbox(order_id, version, "REMOVE eventClaimedUntil")
-
-    def claim_publish(self, order_id: str, version: int) -> bool:
-        """Take over publishing a pending change whose writer's claim has lapsed (it
-        failed or crashed); False when someone else holds it or it is done."""
-        now = int(time.time() * 1000)
-        return self._outbox(
-            order_id,
-            version,
-            "SET eventClaimedUntil = :until",
-            extra_condition=" AND (attribute_not_exists(eventClaimedUntil) OR eventClaimedUntil < :now)",
-            values={":until": {"N": str(now + PUBLISH_LEASE_MS)}, ":now": {"N": str(now)}},
-        )
-
-    def _outbox(
-        self,
-        order_id: str,
-        version: int,
-        expression: str,
-        *,
-        extra_condition: str = "",
-        values: dict[str, Any] | None = None,
-    ) -> bool:
-        try:
-            client("dynamodb").update_item(
-                TableName=self.table,
-                Key=self._key(order_id),
-                UpdateExpression=expression,
-                ConditionExpression="eventPending = :v" + extra_condition,
-                ExpressionAttributeValues={":v": {"N": str(version)}, **(values or {})},
-            )
-        except ClientError as exc:
-            if not _cancelled_by_condition(exc):
-                raise
-            return False
-        return True
-
-    def change_at(self, order_id: str, version: int) -> Change | None:
-        """The applied change recorded at ``version`` (to publish it again)."""
-        item = (
-            client("dynamodb")
-            .get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": f"HIST#{version:06d}"}},
-                ConsistentRead=True,
-            )
-            .get("Item")
-        )
-        if not item:
-            return None
-        h = _unmarshal(item)
-        return Change(
-            order_id, h.get("previous"), h["status"], version, h["source"], h["at"], h.get("detail"), h.get("event")
-        )
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(change.order_id),
+                "UpdateExpression": expression,
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _marshal(values),
+            }
+        }
 
     def note(
         self, order_id: str, *, version: int, kind: str, update_id: str, source: str, detail: dict[str, Any]
@@ -446,6 +440,9 @@ class OrdersTable:
         return {
             "pk": f"ORDER#{change.order_id}",
             "sk": f"HIST#{change.version:06d}",
+            "changeId": change.change_id,  # the stream's filter: only applied changes are events
+            "orderId": change.order_id,
+            "version": change.version,
             "status": change.status,
             "previous": change.previous,
             "source": change.source,
@@ -453,6 +450,28 @@ class OrdersTable:
             "detail": change.detail,
             "event": change.event,
         }
+
+    @staticmethod
+    def change_from_item(item: dict[str, Any]) -> Change:
+        """The change a history item records, from its DynamoDB JSON (a stream record's
+        ``NewImage``); ValueError when it is not an applied change's history item."""
+        h = _unmarshal(item)
+        try:
+            order_id, version = str(h["orderId"]), int(h["version"])
+            if h.get("changeId") != f"{order_id}:{version}":
+                raise ValueError("changeId does not match orderId and version")
+            return Change(
+                order_id,
+                h.get("previous"),
+                str(h["status"]),
+                version,
+                str(h["source"]),
+                str(h["at"]),
+                h.get("detail"),
+                h.get("event"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a change's history item: {exc}") from None
 
     # -- reattempt counters ---------------------------------------------------------
 

@@ -50,7 +50,7 @@ def json_secret(secret_id: str, *, max_age: int, force: bool = False, botocore: 
 
 def _get_secret_value(secret_id: str, *, botocore: bool = False) -> dict[str, Any]:
     """GetSecretValue, signed here when the environment says plainly where and as whom
-    (``adapters.secretsmanager``: no botocore import on a cold start), else by botocore."""
+    (``infra.secretsmanager``: no botocore import on a cold start), else by botocore."""
     from decline_rescue.infra import secretsmanager
 
     url = None if botocore else secretsmanager.endpoint()

@@ -129,7 +129,7 @@ def _client(url: str):
         from decline_rescue.infra.http import ProviderHttp
         from decline_rescue.runtime.settings import ProviderCallSettings
 
-        # as the botocore clients of adapters.aws: 2 s to connect, 5 s to read, 4 attempts
+        # as the botocore clients of infra.aws: 2 s to connect, 5 s to read, 4 attempts
         calls = ProviderCallSettings(
             connect_timeout=2.0, read_timeout=5.0, max_attempts=MAX_ATTEMPTS, budget_seconds=20.0, backoff_base=0.1
         )

@@ -1,4 +1,4 @@
-"""The order-updates queue (SQS): what webhooks and polls observed, for the single writer."""
+"""SQS: one sender for every queue (declines, order updates) and one dead-letter sender."""
 
 from __future__ import annotations
 
@@ -8,35 +8,43 @@ from typing import Any
 from decline_rescue.infra.aws import client
 
 
-def _attributes(order_id: str | None, source: str) -> dict[str, Any]:
-    attributes = {"source": {"DataType": "String", "StringValue": source}}
-    if order_id:
-        attributes["orderId"] = {"DataType": "String", "StringValue": order_id[:256]}
-    return attributes
+def attributes(**values: str | None) -> dict[str, Any]:
+    """String message attributes from keyword arguments (None left out, 256 characters at most)."""
+    return {name: {"DataType": "String", "StringValue": str(value)[:256]} for name, value in values.items() if value}
 
 
-def send(queue_url: str, messages: list[tuple[dict[str, Any], str | None, str]]) -> None:
-    """Send (body, orderId, source) messages, ten per request; raises when any failed
-    (SQS's batch answer lists the failures; re-sending one is harmless: the writer
-    treats a repeated update as a duplicate)."""
+def send(queue_url: str, messages: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Send (body, attributes) messages, ten per request (a body that is not a string is
+    sent as compact JSON); raises when any failed (SQS's batch answer lists the failures;
+    every consumer here is idempotent, so re-sending the whole call is harmless)."""
     sqs = client("sqs")
+
+    def text(body: Any) -> str:
+        return body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+
     if len(messages) == 1:
-        body, order_id, source = messages[0]
-        sqs.send_message(
-            QueueUrl=queue_url,
-            MessageBody=json.dumps(body, separators=(",", ":")),
-            MessageAttributes=_attributes(order_id, source),
-        )
+        body, attrs = messages[0]
+        sqs.send_message(QueueUrl=queue_url, MessageBody=text(body), MessageAttributes=attrs)
         return
     for start in range(0, len(messages), 10):
         entries = [
-            {
-                "Id": str(i),
-                "MessageBody": json.dumps(body, separators=(",", ":")),
-                "MessageAttributes": _attributes(order_id, source),
-            }
-            for i, (body, order_id, source) in enumerate(messages[start : start + 10])
+            {"Id": str(i), "MessageBody": text(body), "MessageAttributes": attrs}
+            for i, (body, attrs) in enumerate(messages[start : start + 10])
         ]
         failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed") or []
         if failed:
-            raise RuntimeError(f"{len(failed)} order update(s) could not be queued ({failed[0].get('Code')})")
+            raise RuntimeError(f"{len(failed)} message(s) could not be queued ({failed[0].get('Code')})")
+
+
+def dead_letter(queue_url: str, rejected: Any, error: Any, message_id: str, *, reason: str = "invalid") -> None:
+    """A message that can never succeed, put on its dead-letter queue at once with why.
+    ``rejected`` and ``error`` must already be redacted."""
+    send(
+        queue_url,
+        [
+            (
+                {"rejected": rejected, "error": error, "messageId": message_id},
+                attributes(reason=reason, sourceMessageId=message_id or "unknown"),
+            )
+        ],
+    )

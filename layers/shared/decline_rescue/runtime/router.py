@@ -23,6 +23,7 @@ from typing import Any
 
 from decline_rescue.domain.carddata import redact
 from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
+from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime.observability import logger, metrics
 
 JSON = "application/json"
@@ -49,13 +50,13 @@ def aws_unavailable(exc: Exception) -> Answer:
     # DynamoDB, SQS or EventBridge refused or failed after botocore's own retries:
     # nothing half-done is left that a retry with the same idempotencyKey cannot finish
     logger.error("AWS dependency failed", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
-    metrics.add_metric(name="DependencyFailure", unit="Count", value=1)
+    metrics.add_metric(name=m.DEPENDENCY_FAILURE, unit="Count", value=1)
     return 503, {"error": {"code": "DEPENDENCY_UNAVAILABLE", "message": "a storage or queue service failed; retry"}}
 
 
 def unexpected_error(exc: Exception) -> Answer:
     logger.exception("unexpected error")
-    metrics.add_metric(name="UnexpectedError", unit="Count", value=1)
+    metrics.add_metric(name=m.UNEXPECTED_ERROR, unit="Count", value=1)
     return 500, {"error": {"code": "INTERNAL_ERROR", "message": "unexpected error; it has been logged"}}
 
 

@@ -121,15 +121,12 @@ def flexfactor() -> FlexFactorSettings:
 
 class DeclineSettings(NamedTuple):
     orders_table: str
-    idempotency_table: str
     declines_queue_url: str
     declines_dlq_url: str
-    event_bus: str
     allow_card_numbers: bool
     amount_min_exclusive: int
     amount_max_exclusive: int
     mit_max_age_hours: float
-    idempotency_ttl_seconds: int
 
 
 def _flag(name: str) -> bool:
@@ -140,15 +137,12 @@ def _flag(name: str) -> bool:
 def declines() -> DeclineSettings:
     return DeclineSettings(
         orders_table=_required("ORDERS_TABLE"),
-        idempotency_table=_required("IDEMPOTENCY_TABLE"),
         declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
         declines_dlq_url=os.environ.get("DECLINES_DLQ_URL", ""),
-        event_bus=_required("EVENT_BUS_NAME"),
         allow_card_numbers=_flag("ALLOW_CARD_NUMBERS"),
         amount_min_exclusive=int(_number("AMOUNT_MIN_EXCLUSIVE_CENTS", 0)),
         amount_max_exclusive=int(_number("AMOUNT_MAX_EXCLUSIVE_CENTS", 20000)),
         mit_max_age_hours=_number("MIT_MAX_AGE_HOURS", 24),
-        idempotency_ttl_seconds=int(_number("IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600)),
     )
 
 
@@ -156,7 +150,6 @@ class LifecycleSettings(NamedTuple):
     """Webhooks, polling and the single writer (each function sets what it uses)."""
 
     orders_table: str
-    event_bus: str
     updates_queue_url: str
     updates_dlq_url: str
     webhook_max_skew_seconds: int
@@ -166,6 +159,8 @@ class LifecycleSettings(NamedTuple):
     expiry_grace_seconds: float
     pending_max_hours: float
     abandon_after_seconds: float
+    queued_resend_seconds: float
+    declines_queue_url: str
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -178,7 +173,6 @@ class LifecycleSettings(NamedTuple):
 def lifecycle() -> LifecycleSettings:
     return LifecycleSettings(
         orders_table=_required("ORDERS_TABLE"),
-        event_bus=os.environ.get("EVENT_BUS_NAME", ""),
         updates_queue_url=os.environ.get("ORDER_UPDATES_QUEUE_URL", ""),
         updates_dlq_url=os.environ.get("ORDER_UPDATES_DLQ_URL", ""),
         webhook_max_skew_seconds=int(_number("WEBHOOK_MAX_SKEW_SECONDS", 300)),
@@ -188,7 +182,31 @@ def lifecycle() -> LifecycleSettings:
         expiry_grace_seconds=_number("EXPIRY_GRACE_SECONDS", 900),
         pending_max_hours=_number("PENDING_MAX_HOURS", 72),
         abandon_after_seconds=_number("ABANDON_AFTER_SECONDS", 3600),
+        queued_resend_seconds=_number("QUEUED_RESEND_SECONDS", 600),
+        declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
     )
+
+
+class EventSettings(NamedTuple):
+    """The order-events publisher (the table's stream -> the bus)."""
+
+    event_bus: str
+
+
+@lru_cache(maxsize=1)
+def events() -> EventSettings:
+    return EventSettings(event_bus=_required("EVENT_BUS_NAME"))
+
+
+def idempotency_ttl_seconds() -> int:
+    """How long a decline's idempotencyKey names its order (a repeat after that with
+    another orderId is a new decline)."""
+    return int(_number("IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600))
+
+
+def orders_table() -> str:
+    """The orders table, which every function but the capture-context one uses."""
+    return _required("ORDERS_TABLE")
 
 
 def reset() -> None:
@@ -198,3 +216,4 @@ def reset() -> None:
     flexfactor_secret.cache_clear()
     declines.cache_clear()
     lifecycle.cache_clear()
+    events.cache_clear()

@@ -13,22 +13,22 @@ required), a customer-initiated one in CAPTUREREQUIRED.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from decline_rescue.domain import statuses as st
 from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
-from decline_rescue.runtime import settings
+from decline_rescue.domain.updates import OrderUpdate
+from decline_rescue.runtime import metric_names as m
+from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
 from decline_rescue.runtime.observability import logger, metrics
-from decline_rescue.services import writer as lifecycle
+from decline_rescue.services import writer
+from decline_rescue.services.orders import OrderNotFound
 
 _NAMESPACE = uuid.UUID("6f1c7f9e-3d5a-4f7e-9a43-5b1e2f0c9d21")
-CANCELLABLE_MIT = frozenset({lifecycle.SUBMITTED, lifecycle.PROCESSING, lifecycle.CAPTUREREQUIRED})
-CANCELLABLE_CIT = frozenset({lifecycle.CAPTUREREQUIRED})
-
-
-class OrderNotFound(DeclineRescueError):
-    status_code = 404
-    code = "ORDER_NOT_FOUND"
+CANCELLABLE_MIT = frozenset({st.SUBMITTED, st.PROCESSING, st.CAPTUREREQUIRED})
+CANCELLABLE_CIT = frozenset({st.CAPTUREREQUIRED})
 
 
 class OrderStateConflict(DeclineRescueError):
@@ -36,12 +36,24 @@ class OrderStateConflict(DeclineRescueError):
     code = "ORDER_STATE_CONFLICT"
 
 
+@dataclass(frozen=True)
+class _Action:
+    name: str
+    status: str
+    done_metric: str
+    refused_metric: str
+
+
+CAPTURE = _Action("capture", st.APPROVED, m.ORDER_CAPTURED, m.ORDER_CAPTURE_REFUSED)
+CANCEL = _Action("cancel", st.CANCELLED, m.ORDER_CANCELLED, m.ORDER_CANCEL_REFUSED)
+
+
 def idempotency_key(order_id: str, action: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{action}:{order_id}"))
 
 
 def _order(order_id: str) -> dict[str, Any]:
-    state = lifecycle.orders().get_state(order_id)
+    state = wiring.orders().get_state(order_id)
     if state is None:
         raise OrderNotFound("no order with this orderId")
     return state
@@ -66,25 +78,21 @@ def _amount(body: Any, order: dict[str, Any]) -> int:
 
 
 def capture(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str, Any]:
-    from decline_rescue.runtime.wiring import flexfactor
-
     order = _order(order_id)
     amount = _amount(body, order)
-    if order["status"] != lifecycle.CAPTUREREQUIRED:
+    if order["status"] != st.CAPTUREREQUIRED:
         raise OrderStateConflict(f"only a CAPTUREREQUIRED order can be captured; this one is {order['status']}")
     with within(settings.flexfactor().calls.budget_seconds, lambda_context=lambda_context):
-        answer = flexfactor().capture(
+        answer = wiring.flexfactor().capture(
             idempotency_key=idempotency_key(order_id, "capture"),
             order_session_key=str(order["orderSessionKey"]),
             amount=amount,
             currency=str(order["currency"]),
         )
-    return _finish(order, answer, "capture", lifecycle.APPROVED, {"capturedAmount": amount})
+    return _finish(order, answer, CAPTURE, {"capturedAmount": amount})
 
 
 def cancel(order_id: str, *, lambda_context: Any = None) -> dict[str, Any]:
-    from decline_rescue.runtime.wiring import flexfactor
-
     order = _order(order_id)
     allowed = CANCELLABLE_MIT if order.get("isMIT") else CANCELLABLE_CIT
     if order["status"] not in allowed:
@@ -93,30 +101,32 @@ def cancel(order_id: str, *, lambda_context: Any = None) -> dict[str, Any]:
             f"{kind} order can be cancelled in {', '.join(sorted(allowed))}; this one is {order['status']}"
         )
     with within(settings.flexfactor().calls.budget_seconds, lambda_context=lambda_context):
-        answer = flexfactor().cancel(
+        answer = wiring.flexfactor().cancel(
             order_session_key=str(order["orderSessionKey"]), idempotency_key=idempotency_key(order_id, "cancel")
         )
-    return _finish(order, answer, "cancel", lifecycle.CANCELLED, {})
+    return _finish(order, answer, CANCEL, {})
 
 
-def _finish(order: dict[str, Any], answer, action: str, status: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _finish(order: dict[str, Any], answer, action: _Action, fields: dict[str, Any]) -> dict[str, Any]:
     order_id = order["orderId"]
     if not answer.ok:
-        metrics.add_metric(name=f"Order{action.title()}Refused", unit="Count", value=1)
-        logger.warning(f"{action} refused by FlexFactor", extra={"orderId": order_id, "http": answer.http_status})
+        metrics.add_metric(name=action.refused_metric, unit="Count", value=1)
+        logger.warning(f"{action.name} refused by FlexFactor", extra={"orderId": order_id, "http": answer.http_status})
         # our view of the order may be behind FlexFactor's: look at it on the next run
-        lifecycle.orders().schedule_poll(order_id, lifecycle.iso(lifecycle.now_utc()), count=False)
+        writer.request_poll(order_id)
         if answer.http_status == 400:
-            raise InvalidRequest([FieldProblem("body", "provider", answer.message)], f"FlexFactor refused the {action}")
-        raise OrderStateConflict(f"FlexFactor refused the {action}: {answer.message}")
-    update = lifecycle.OrderUpdate(
-        updateId=f"{action}:{idempotency_key(order_id, action)}",
-        source=action,
+            raise InvalidRequest(
+                [FieldProblem("body", "provider", answer.message)], f"FlexFactor refused the {action.name}"
+            )
+        raise OrderStateConflict(f"FlexFactor refused the {action.name}: {answer.message}")
+    update = OrderUpdate(
+        updateId=f"{action.name}:{idempotency_key(order_id, action.name)}",
+        source=action.name,
         orderId=order_id,
         orderSessionKey=order.get("orderSessionKey"),
-        status=status,
+        status=action.status,
         providerStatus=str(answer.raw.get("status") or "SUCCESS")[:100],
     )
-    outcome = lifecycle.apply(update, state=order, fields=fields, strict_publish=False)
-    metrics.add_metric(name=f"Order{action.title()}d", unit="Count", value=1)
-    return {"orderId": order_id, "status": outcome.status, "action": action, "result": outcome.result}
+    outcome = writer.apply(update, state=order, fields=fields)
+    metrics.add_metric(name=action.done_metric, unit="Count", value=1)
+    return {"orderId": order_id, "status": outcome.status, "action": action.name, "result": str(outcome.result)}

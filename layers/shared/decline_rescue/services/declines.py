@@ -5,35 +5,46 @@ and the declines queue (merchant-initiated, from billing systems or the API).
 1. refuses an orderId already used by another request (409);
 2. decides eligibility from the data-driven rules and the card's reattempt counters;
    an ineligible decline is recorded ``NOT_SUBMITTED`` with the rule, no provider call;
-3. submits to FlexFactor (retries reuse the same idempotencyKey) and records the answer;
-4. publishes one status event per change.
-It is idempotent on ``idempotencyKey`` (Powertools idempotency, DynamoDB): a repeat
-returns the first answer without a second provider call; the same key with another
-payload is refused (409). A failure before the answer is recorded leaves no idempotency
-record behind, so the caller's retry (or the queue's redelivery) runs it again.
+3. submits to FlexFactor (retries reuse the same idempotencyKey) and records the answer.
+Every write of the order goes through the single writer (``services.writer``); its events
+come from the table's stream.
+Idempotency lives in the orders table, one key space for the API and the queue,
+customer- and merchant-initiated alike: the intake claim takes the ``idempotencyKey``
+(``IDEM#<key>``) in the same transaction as the order, with the request's fingerprint and
+a lease until the invocation ends. A repeat answers the first answer (stored with the
+order) without a second provider call; the same key with another payload, or for another
+order, is refused (409 ``IDEMPOTENCY_KEY_REUSED``); a repeat while the first is at work
+is 409 ``REQUEST_IN_PROGRESS``. A request that fails gives its lease back, and one that
+dies leaves a lease that lapses with its invocation: the retry (or the redelivery) takes
+the order over and goes on, with the same key towards FlexFactor. (Powertools'
+idempotency did this in a table of its own, two more requests per decline;
+``tests/integration/test_idempotency_parity.py`` holds the two to the same behaviour.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from decline_rescue.domain import eligibility
+from decline_rescue.domain import statuses as st
 from decline_rescue.domain.contract import EvaluateRequest, validate_request
 from decline_rescue.domain.errors import DeclineRescueError
+from decline_rescue.domain.updates import ADOPTABLE, ANSWER, FINGERPRINT, QUEUED_MESSAGE, OrderUpdate, Result
 from decline_rescue.providers.flexfactor.client import ProviderValidationFailed
-from decline_rescue.runtime import settings
+from decline_rescue.runtime import metric_names as m
+from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
 from decline_rescue.runtime.observability import logger, metrics
-from decline_rescue.services import writer as lifecycle
+from decline_rescue.services import writer
 
-QUEUED = lifecycle.QUEUED
-RECEIVED = lifecycle.RECEIVED
-NOT_SUBMITTED = lifecycle.NOT_SUBMITTED
-IN_FLIGHT = lifecycle.INTAKE  # written by this request, not yet decided
+QUEUED = st.QUEUED
+RECEIVED = st.RECEIVED
+NOT_SUBMITTED = st.NOT_SUBMITTED
+IN_FLIGHT = st.INTAKE  # written by this request, not yet decided
 
 
 class IdempotencyConflict(DeclineRescueError):
@@ -46,90 +57,78 @@ class RequestInProgress(DeclineRescueError):
     code = "REQUEST_IN_PROGRESS"
 
 
-# -- wiring (cached per execution environment) -----------------------------------------
+# -- idempotency: the claim, its key and its lease ------------------------------------
 
-
-@lru_cache(maxsize=1)
-def orders():
-    from decline_rescue.infra.orders_store import OrdersTable
-
-    return OrdersTable(settings.declines().orders_table)
-
-
-def flexfactor():
-    from decline_rescue.runtime.wiring import flexfactor as client
-
-    return client()
-
-
-def merchant_defaults() -> dict[str, str]:
-    """mid and siteId from the FlexFactor secret, for requests that do not carry them."""
-    from decline_rescue.infra.secrets import json_secret
-
-    cfg = settings.flexfactor()
-    raw = json_secret(cfg.secret_id, max_age=cfg.secret_max_age_seconds)
-    return {k: str(raw[s]) for k, s in (("mid", "mid"), ("siteId", "siteId")) if raw.get(s)}
-
-
-@lru_cache(maxsize=1)
-def _idempotency():
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
-
-    from decline_rescue.infra.aws import client
-
-    cfg = settings.declines()
-    store = DynamoDBPersistenceLayer(table_name=cfg.idempotency_table, boto3_client=client("dynamodb"))
-    config = IdempotencyConfig(
-        event_key_jmespath="idempotencyKey",
-        payload_validation_jmespath="fingerprint",
-        expires_after_seconds=cfg.idempotency_ttl_seconds,
-        raise_on_no_idempotency_key=True,
-    )
-    return store, config
-
-
-def reset() -> None:
-    """Drop what an execution environment caches (tests change settings between cases)."""
-    from decline_rescue.runtime import wiring as clients
-
-    clients.reset()
-    orders.cache_clear()
-    _idempotency.cache_clear()
-
+LEASE_MARGIN_MS = 1000
 
 _lambda_context: Any = None
 
 
 def register_context(context: Any) -> None:
-    """Let in-progress idempotency records expire with the invocation (a crash mid-way
-    must not block the caller's retry until the record's TTL), and bound every
-    provider call by the time the invocation has left."""
+    """Leases end with the invocation (a crash mid-way must not block the caller's retry
+    for long), and every provider call is bounded by the time the invocation has left."""
     global _lambda_context
     _lambda_context = context
-    _idempotency()[1].register_lambda_context(context)
 
 
-def _idempotent(prefix: str, request: EvaluateRequest, work) -> dict[str, Any]:
-    from aws_lambda_powertools.utilities.idempotency import idempotent_function
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyValidationError,
+def _lease_until() -> int:
+    now = int(time.time() * 1000)
+    if _lambda_context is not None:
+        return now + max(int(_lambda_context.get_remaining_time_in_millis()), LEASE_MARGIN_MS)
+    return now + int(settings.flexfactor().calls.budget_seconds * 1000) + LEASE_MARGIN_MS
+
+
+def _intake(request: EvaluateRequest, *, status: str, source: str, fields: dict[str, Any] | None = None):
+    """(the order, whether this request claimed it now). The claim writes the order at
+    ``status`` with its key, fingerprint and (RECEIVED) a lease, in one transaction;
+    when it exists: this request's order as it is, or 409 when the orderId or the key
+    belongs to another request."""
+    from decline_rescue.infra.orders_store import ClaimRefused, OrderConflict
+
+    table = wiring.orders()
+    fingerprint = request.fingerprint()
+    existing = table.get_state(request.order_id) if source == "queue" else None  # queued: often accepted already
+    if existing is None:
+        claim = {**(fields or {}), FINGERPRINT: fingerprint}
+        if status == RECEIVED:
+            claim["leaseUntil"] = _lease_until()
+        try:
+            writer.create(
+                request.safe_summary(),
+                status=status,
+                source=source,
+                fields=claim,
+                idempotency_key=request.idempotency_key,
+            )
+            return {"orderId": request.order_id, "status": status, "version": 1, **claim}, True
+        except ClaimRefused as refused:
+            existing = table.get_state(request.order_id) if refused.order_exists else None
+            if existing is None or existing.get("idempotencyKey") != request.idempotency_key:
+                if refused.key_taken:
+                    raise _key_reused() from None
+                raise OrderConflict(
+                    f"orderId {request.order_id} was submitted before with another idempotencyKey"
+                ) from None
+    elif existing.get("idempotencyKey") != request.idempotency_key:
+        raise OrderConflict(f"orderId {request.order_id} was submitted before with another idempotencyKey")
+    if existing.get(FINGERPRINT) not in (fingerprint, ADOPTABLE):
+        raise _key_reused()
+    return existing, False
+
+
+def _key_reused() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "idempotencyKey was used before with a different payload; use a new key for a new decline"
     )
 
-    store, config = _idempotency()
 
-    @idempotent_function(data_keyword_argument="key", persistence_store=store, config=config, key_prefix=prefix)
-    def run(key: dict[str, str]) -> dict[str, Any]:
-        return work()
-
-    try:
-        return run(key={"idempotencyKey": request.idempotency_key, "fingerprint": request.fingerprint()})
-    except IdempotencyValidationError:
-        raise IdempotencyConflict(
-            "idempotencyKey was used before with a different payload; use a new key for a new decline"
-        ) from None
-    except IdempotencyAlreadyInProgressError:
-        raise RequestInProgress("a request with this idempotencyKey is being processed; retry shortly") from None
+def _take_over(request: EvaluateRequest, order: dict[str, Any]) -> dict[str, Any]:
+    """Work on an order claimed before (QUEUED by the API, or RECEIVED by a request that
+    died or failed): only when no live lease holds it, else 409 REQUEST_IN_PROGRESS."""
+    lease = _lease_until()
+    if not writer.take_lease(request.order_id, version=int(order["version"]), status=order["status"], until_ms=lease):
+        raise RequestInProgress("a request with this idempotencyKey is being processed; retry shortly")
+    return {**order, "leaseUntil": lease}
 
 
 # -- the domain path -------------------------------------------------------------------
@@ -139,7 +138,7 @@ def parse(raw: Any) -> EvaluateRequest:
     """Validate a decline, filling mid and siteId from configuration when absent."""
     cfg = settings.declines()
     if isinstance(raw, dict) and not (raw.get("mid") and raw.get("siteId")):
-        raw = {**merchant_defaults(), **{k: v for k, v in raw.items() if v not in (None, "")}}
+        raw = {**wiring.flexfactor_merchant(), **{k: v for k, v in raw.items() if v not in (None, "")}}
     return validate_request(raw, allow_card_numbers=cfg.allow_card_numbers)
 
 
@@ -147,31 +146,28 @@ def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
     return {"orderId": order_id, "status": status, **extra}
 
 
-def _publish(change) -> None:
-    """One event per change a merchant cares about (RECEIVED is internal bookkeeping)."""
-    from decline_rescue.infra import events as bus
-
-    if change.status != RECEIVED:
-        bus.publish(settings.declines().event_bus, change)
-
-
 def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
     """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey; all
     provider calls within one budget that also ends before the Lambda timeout."""
     with within(settings.flexfactor().calls.budget_seconds, lambda_context=_lambda_context):
-        return _idempotent("submit", request, lambda: _submit(request, source))
+        order, claimed = _intake(request, status=RECEIVED, source=source)
+        if not claimed:
+            if order["status"] not in IN_FLIGHT:
+                return _answer_from(order)  # decided before: the first answer, no provider call
+            order = _take_over(request, order)
+        try:
+            return _submit(request, source, order)
+        except Exception:
+            with contextlib.suppress(Exception):  # the failure that matters is the one raised
+                writer.release_lease(request.order_id, until_ms=int(order["leaseUntil"]))
+            raise
 
 
-def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
+def _submit(request: EvaluateRequest, source: str, existing: dict[str, Any]) -> dict[str, Any]:
     cfg = settings.declines()
-    table = orders()
+    table = wiring.orders()
     now = datetime.now(UTC)
     order_id = request.order_id
-    existing = _claim(table, request, source)
-    if existing["status"] not in IN_FLIGHT:
-        # this very request was decided before (its idempotency record was lost to a crash
-        # or expired): the order is the answer, and the provider is not asked again
-        return _answer_from(existing)
 
     card = eligibility.card_key(request)
     counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
@@ -182,29 +178,35 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
         attempts_in=counts,
     )
     if not decision.eligible:
-        _record(request, existing, NOT_SUBMITTED, source, detail=decision.reason())
-        metrics.add_metric(name="DeclineNotSubmitted", unit="Count", value=1)
+        answer = _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
+        _record(request, existing, NOT_SUBMITTED, source, detail=decision.reason(), answer=answer)
+        metrics.add_metric(name=m.DECLINE_NOT_SUBMITTED, unit="Count", value=1)
         logger.info("decline not submitted", extra={"orderId": order_id, "rule": decision.rule})
-        return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
+        return answer
 
     try:
-        answer = flexfactor().evaluate(request.to_provider())
+        answer = wiring.flexfactor().evaluate(request.to_provider())
     except ProviderValidationFailed as exc:
         if source != "queue":
-            raise  # the caller is there to fix the request
+            # the caller is there to fix the request: FlexFactor created nothing, so a
+            # corrected retry under the same key may take this claim (as the key's first use)
+            writer.adoptable(order_id, version=int(existing["version"]))
+            raise
         # nobody waits on a queued decline: record why FlexFactor refused it, end the message
         reason = {
             "rule": "provider_validation",
             "detail": exc.message,
             "errors": [p.as_dict() for p in exc.problems[:25]],
         }
-        _record(request, existing, NOT_SUBMITTED, source, detail=reason)
-        metrics.add_metric(name="DeclineRefusedByProvider", unit="Count", value=1)
-        return _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)
+        answer = _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)
+        _record(request, existing, NOT_SUBMITTED, source, detail=reason, answer=answer)
+        metrics.add_metric(name=m.DECLINE_REFUSED_BY_PROVIDER, unit="Count", value=1)
+        return answer
     # the card's reattempt goes in the transaction that records the answer (one request
     # less); on its own when that transaction is not the one that wrote the answer (a
     # webhook got there first) or failed, so that an attempt FlexFactor saw always counts
     attempt = table.attempt_item(card, now.date(), request.idempotency_key)
+    reply = _answer(order_id, answer.status, orderSessionKey=answer.order_session_key, submitted=True)
     try:
         status, written = _record(
             request,
@@ -214,6 +216,7 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
             session_key=answer.order_session_key,
             fields={"senseKey": answer.sense_key},
             also_put=[attempt],
+            answer=reply,
         )
     except Exception:
         with contextlib.suppress(Exception):  # the failure that matters is the one raised
@@ -221,53 +224,16 @@ def _submit(request: EvaluateRequest, source: str) -> dict[str, Any]:
         raise
     if not written:
         table.record_attempt(card, now.date(), request.idempotency_key)
-    metrics.add_metric(name="DeclineSubmitted", unit="Count", value=1)
+    metrics.add_metric(name=m.DECLINE_SUBMITTED, unit="Count", value=1)
     logger.info("decline submitted", extra={"orderId": order_id, "status": status})
     return _answer(order_id, status, orderSessionKey=answer.order_session_key, submitted=True)
 
 
-def _claim(table, request: EvaluateRequest, source: str) -> dict[str, Any]:
-    """The order this request works on: claimed now (RECEIVED, version 1), or the one it
-    wrote before. The orderId is claimed before anything else: a concurrent request for
-    the same order under another key stops here (409) instead of reaching the provider
-    too (on the pending index: if this request dies before the answer is recorded, the
-    poller finds FlexFactor's order, or closes the claim when there is none).
-
-    A request from the API claims first and reads only when the order exists (its orderId
-    is new but for a retry whose idempotency record was lost: one request saved on every
-    checkout); a queued decline reads first (one accepted through the API has its QUEUED
-    order already)."""
-    from decline_rescue.infra.orders_store import OrderConflict
-
-    if source == "queue":
-        existing = _own_order(table, request)
-        if existing is not None:
-            return existing
-    try:
-        claimed = table.create(
-            request.safe_summary(), status=RECEIVED, source=source, next_poll_at=lifecycle.first_poll_at(RECEIVED)
-        )
-    except OrderConflict:
-        if source == "queue":
-            raise  # written since it was read: the message is redelivered and reads it then
-        existing = _own_order(table, request)
-        if existing is None:
-            raise
-        return existing
-    return {"orderId": request.order_id, "status": claimed.status, "version": claimed.version}
-
-
-def _own_order(table, request: EvaluateRequest) -> dict[str, Any] | None:
-    """The order of this request, if written before; 409 if the orderId belongs to another."""
-    existing = table.get_state(request.order_id)
-    if existing is not None and existing.get("idempotencyKey") != request.idempotency_key:
-        from decline_rescue.infra.orders_store import OrderConflict
-
-        raise OrderConflict(f"orderId {request.order_id} was submitted before with another idempotencyKey")
-    return existing
-
-
 def _answer_from(order: dict[str, Any]) -> dict[str, Any]:
+    """The answer a repeat gets: the first answer, as stored with the order when it was
+    decided (or, for an order decided by another source first, as the order says)."""
+    if isinstance(order.get(ANSWER), dict):
+        return order[ANSWER]
     status = order["status"]
     if status == NOT_SUBMITTED:
         return _answer(order["orderId"], status, submitted=False, reason=order.get("reason"))
@@ -286,11 +252,13 @@ def _record(
     fields: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
     also_put: list[dict[str, Any]] | None = None,
+    answer: dict[str, Any],
 ) -> tuple[str, bool]:
-    """Record the outcome through the single writer: the order's status afterwards (a
-    webhook may have moved it further while FlexFactor was answering us), and whether
-    this update was applied (``also_put`` was written with it only then)."""
-    update = lifecycle.OrderUpdate(
+    """Record the outcome through the single writer, with the answer a repeat gets and
+    the request's summary: the order's status afterwards (a webhook may have moved it
+    further while FlexFactor was answering us), and whether this update was applied
+    (``also_put`` was written with it only then)."""
+    update = OrderUpdate(
         updateId=f"{source}:{request.idempotency_key}",
         source=source,
         orderId=request.order_id,
@@ -299,37 +267,28 @@ def _record(
         providerStatus=status if session_key else None,
         reason=detail,
     )
-    outcome = lifecycle.apply(update, state=existing, fields=fields, strict_publish=False, also_put=also_put)
-    return outcome.status or status, outcome.result == "applied"
+    stored = {**request.safe_summary(), **(fields or {}), FINGERPRINT: request.fingerprint(), ANSWER: answer}
+    for name in ("orderId", "idempotencyKey"):
+        stored.pop(name)
+    outcome = writer.apply(update, state=existing, fields=stored, remove=("leaseUntil",), also_put=also_put)
+    return outcome.status or status, outcome.result == Result.APPLIED
 
 
 def accept(request: EvaluateRequest) -> dict[str, Any]:
-    """A merchant-initiated decline from the API: recorded QUEUED and put on the queue."""
-    return _idempotent("accept", request, lambda: _accept(request))
+    """A merchant-initiated decline from the API: recorded QUEUED (with its key, and on
+    the pending index with its message, so that the poller sends it again if this send
+    fails and the caller never retries) and put on the declines queue."""
+    from decline_rescue.infra import sqs
 
-
-def _accept(request: EvaluateRequest) -> dict[str, Any]:
-    from decline_rescue.infra.aws import client
-
-    cfg = settings.declines()
-    table = orders()
-    existing = _own_order(table, request)
-    if existing is not None and existing["status"] not in IN_FLIGHT:
-        return _answer_from(existing)
-    change = None
-    if existing is None:
-        change = table.create(request.safe_summary(), status=QUEUED, source="api")
-    # (an order already QUEUED by this request means its send failed before: send again;
-    # the consumer is idempotent on the key, so a duplicate message costs nothing)
-    client("sqs").send_message(
-        QueueUrl=cfg.declines_queue_url,
-        MessageBody=json.dumps(request.to_provider(), separators=(",", ":")),
-        MessageAttributes={"orderId": {"DataType": "String", "StringValue": request.order_id}},
-    )
-    if change is not None:
-        _publish(change)
-    metrics.add_metric(name="DeclineQueued", unit="Count", value=1)
-    return _answer(request.order_id, QUEUED, submitted=False)
+    message = json.dumps(request.to_provider(), separators=(",", ":"))
+    order, _ = _intake(request, status=QUEUED, source="api", fields={QUEUED_MESSAGE: message})
+    if order["status"] == QUEUED:
+        # (already QUEUED by this request: its send may have failed; sending again is
+        # harmless, the consumer is idempotent on the key; one submitted since is not sent)
+        url = settings.declines().declines_queue_url
+        sqs.send(url, [(message, sqs.attributes(orderId=request.order_id))])
+        metrics.add_metric(name=m.DECLINE_QUEUED, unit="Count", value=1)
+    return _answer(request.order_id, QUEUED, submitted=False)  # the first answer, whatever happened since
 
 
 def carries_card_data(request: EvaluateRequest) -> bool:
@@ -371,23 +330,12 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
 
 def _dead_letter(body: str, exc, message_id: str) -> None:
     from decline_rescue.domain.carddata import redact
-    from decline_rescue.infra.aws import client
+    from decline_rescue.infra import sqs
 
     try:
         payload: Any = redact(json.loads(body))
     except (ValueError, RecursionError):
         payload = redact(body[:4096])
-    client("sqs").send_message(
-        QueueUrl=settings.declines().declines_dlq_url,
-        MessageBody=json.dumps({"rejected": payload, "error": redact(exc.body()["error"])}, separators=(",", ":")),
-        MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": "invalid"},
-            "sourceMessageId": {"DataType": "String", "StringValue": message_id or "unknown"},
-        },
-    )
-    metrics.add_metric(name="DeclineMessageRejected", unit="Count", value=1)
+    sqs.dead_letter(settings.declines().declines_dlq_url, payload, redact(exc.body()["error"]), message_id)
+    metrics.add_metric(name=m.DECLINE_MESSAGE_REJECTED, unit="Count", value=1)
     logger.warning("queued decline rejected", extra={"messageId": message_id, "problems": len(exc.problems)})
-
-
-def get_order(order_id: str) -> dict[str, Any] | None:
-    return lifecycle.get_order(order_id)

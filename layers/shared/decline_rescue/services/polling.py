@@ -14,7 +14,10 @@ One run (``poll_orders``, on a schedule):
    ``PENDING_MAX_HOURS`` after creation) plus ``EXPIRY_GRACE_SECONDS``, after a final check;
 6. reconciles orders claimed ``RECEIVED`` whose submitting request died before recording
    FlexFactor's answer: finds FlexFactor's order by reference number in ``GET /v1/orders``,
-   or, after ``ABANDON_AFTER_SECONDS`` with none there, closes the claim NOT_SUBMITTED.
+   or, after ``ABANDON_AFTER_SECONDS`` with none there, closes the claim NOT_SUBMITTED;
+7. sends a merchant-initiated decline still ``QUEUED`` after ``QUEUED_RESEND_SECONDS`` to
+   the declines queue again (its first send failed, or its message was lost; the
+   consumer is idempotent on the decline's key, so a second copy costs nothing).
 
 Orders not reached in a run stay due with their old ``nextPollAt``, so the next run starts
 with them: a backlog is worked through, oldest first, without starving any order. When
@@ -33,11 +36,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from decline_rescue.domain import statuses as st
+from decline_rescue.domain.clock import iso, now_utc
+from decline_rescue.domain.clock import parse as _parse
 from decline_rescue.domain.errors import DeclineRescueError
-from decline_rescue.runtime import settings
+from decline_rescue.domain.updates import QUEUED_MESSAGE, OrderUpdate
+from decline_rescue.providers.flexfactor import vocabulary
+from decline_rescue.runtime import metric_names as m
+from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
 from decline_rescue.runtime.observability import logger, metrics
-from decline_rescue.services import writer as lifecycle
+from decline_rescue.services import writer
 
 # due orders per index read: ~300 KB of projected items, under a Query's 1 MB answer;
 # few, large reads, each made while the previous page is worked on
@@ -47,21 +56,11 @@ RESERVE_SECONDS = 3.0  # left at the end of a run for the last sends and writes
 QUICK_READ_SECONDS = 0.25  # an index read quicker than this: the shards' first pages at once
 
 
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=lifecycle.now_utc().tzinfo)
-
-
 @dataclass
 class Plan:
     """What a run decided for one order."""
 
-    updates: list[lifecycle.OrderUpdate]
+    updates: list[OrderUpdate]
     next_poll_at: str | None = None  # set when the order stays as it is
     outcome: str = "unchanged"
 
@@ -69,8 +68,8 @@ class Plan:
 class Poller:
     def __init__(self, *, now: datetime | None = None, rng: random.Random | None = None) -> None:
         self.cfg = settings.lifecycle()
-        self.table = lifecycle.orders()
-        self.now = now or lifecycle.now_utc()
+        self.table = wiring.orders()
+        self.now = now or now_utc()
         self.rng = rng or random.Random()
         self.counts: Counter[str] = Counter()
         self._failures_in_a_row = 0
@@ -98,42 +97,42 @@ class Poller:
             last_check = expiry + timedelta(seconds=self.cfg.expiry_grace_seconds)
             if self.now < last_check < moment:
                 moment = last_check  # the final check happens on time
-        return lifecycle.iso(moment)
+        return iso(moment)
 
     # -- one order ------------------------------------------------------------------
 
-    def _update(self, item: dict[str, Any], **fields: Any) -> lifecycle.OrderUpdate:
-        return lifecycle.OrderUpdate(
+    def _update(self, item: dict[str, Any], **fields: Any) -> OrderUpdate:
+        return OrderUpdate(
             updateId=f"poll:{item['orderId']}:{item['version']}:{fields.get('status') or fields.get('event')}",
             source="poll",
             orderId=item["orderId"],
-            observedAt=lifecycle.iso(self.now),
+            observedAt=iso(self.now),
             **fields,
         )
 
     def plan(self, item: dict[str, Any]) -> Plan:
         """Decide one order (calls FlexFactor; raises on provider failure)."""
-        from decline_rescue.runtime.wiring import flexfactor
-
         status = item["status"]
         key = item.get("orderSessionKey")
-        if status in lifecycle.INTAKE or not key:
+        if status == st.QUEUED:
+            return self._resend(item)
+        if status in st.INTAKE or not key:
             return self._plan_claim(item)
-        found = flexfactor().get_order(str(key))
+        found = wiring.flexfactor().get_order(str(key))
         if found is None:
             if self.closing(item):
                 reason = {"rule": "expired", "detail": "FlexFactor has no such order and its expiry has passed"}
-                return Plan([self._update(item, status=lifecycle.EXPIRED, reason=reason)], outcome="expired")
+                return Plan([self._update(item, status=st.EXPIRED, reason=reason)], outcome="expired")
             return Plan([], self.next_poll(item), "not_found")
         reference = found.get("referenceNumber")
         if reference and str(reference) != item["orderId"]:
-            metrics.add_metric(name="PollUntrusted", unit="Count", value=1)
+            metrics.add_metric(name=m.POLL_UNTRUSTED, unit="Count", value=1)
             logger.warning("polled order belongs to another reference", extra={"orderId": item["orderId"]})
             return Plan([], self.next_poll(item), "untrusted")
-        mapped, event = lifecycle.from_provider_order(found)
-        provider_status = lifecycle.provider_status_text(found)[:100]
+        mapped, event = vocabulary.from_provider_order(found)
+        provider_status = vocabulary.provider_status_text(found)[:100]
         updates = []
-        if mapped and lifecycle.allowed(status, mapped):
+        if mapped and st.allowed(status, mapped):
             updates.append(self._update(item, status=mapped, providerStatus=provider_status))
         if event:
             updates.append(self._update(item, event=event, providerStatus=provider_status))
@@ -145,35 +144,45 @@ class Poller:
                 "detail": f"still {provider_status or status} at FlexFactor after its expiry and grace",
             }
             return Plan(
-                [self._update(item, status=lifecycle.EXPIRED, providerStatus=provider_status, reason=reason)],
+                [self._update(item, status=st.EXPIRED, providerStatus=provider_status, reason=reason)],
                 outcome="expired",
             )
         return Plan([], self.next_poll(item))
 
+    def _resend(self, item: dict[str, Any]) -> Plan:
+        """A decline still QUEUED when it is due: its message goes to the declines queue again."""
+        from decline_rescue.infra import sqs
+
+        state = self.table.get_state(item["orderId"]) or {}
+        message = state.get(QUEUED_MESSAGE)
+        if state.get("status") != st.QUEUED or not message:
+            return Plan([], self.next_poll(item), "unchanged")
+        sqs.send(self.cfg.require("declines_queue_url"), [(message, sqs.attributes(orderId=item["orderId"]))])
+        logger.info("queued decline sent again", extra={"orderId": item["orderId"]})
+        return Plan([], self.next_poll(item), "resent")
+
     def _plan_claim(self, item: dict[str, Any]) -> Plan:
         """An order claimed RECEIVED whose request never recorded FlexFactor's answer."""
-        from decline_rescue.runtime.wiring import flexfactor
-
         created = _parse(item.get("createdAt")) or self.now
         window = {
-            "from": lifecycle.iso(created - timedelta(minutes=5)),
-            "to": lifecycle.iso(created + timedelta(minutes=15)),
+            "from": iso(created - timedelta(minutes=5)),
+            "to": iso(created + timedelta(minutes=15)),
             "pageSize": 100,
             "orderBy": "orderPlacedDate",
             "sort": "asc",
         }
         for page in range(1, 11):
-            answer = flexfactor().list_orders(**window, pageNumber=page)
+            answer = wiring.flexfactor().list_orders(**window, pageNumber=page)
             for order in answer.get("items") or []:
                 if isinstance(order, dict) and str(order.get("referenceNumber")) == item["orderId"]:
-                    mapped, _ = lifecycle.from_provider_order(order)
+                    mapped, _ = vocabulary.from_provider_order(order)
                     return Plan(
                         [
                             self._update(
                                 item,
-                                status=mapped or lifecycle.SUBMITTED,
+                                status=mapped or st.SUBMITTED,
                                 orderSessionKey=str(order.get("id")),
-                                providerStatus=lifecycle.provider_status_text(order)[:100],
+                                providerStatus=vocabulary.provider_status_text(order)[:100],
                             )
                         ],
                         outcome="recovered",
@@ -185,7 +194,7 @@ class Poller:
                 "rule": "abandoned",
                 "detail": "the submitting request ended before FlexFactor answered, and FlexFactor has no such order",
             }
-            return Plan([self._update(item, status=lifecycle.NOT_SUBMITTED, reason=reason)], outcome="abandoned")
+            return Plan([self._update(item, status=st.NOT_SUBMITTED, reason=reason)], outcome="abandoned")
         return Plan([], self.next_poll(item), "claim_waiting")
 
     # -- the run --------------------------------------------------------------------
@@ -197,7 +206,7 @@ class Poller:
         ahead by a run that ends early included."""
         from decline_rescue.infra.orders_store import PENDING_SHARDS
 
-        now = lifecycle.iso(self.now)
+        now = iso(self.now)
         turns: deque[tuple[str, Any]] = deque((f"P{i}", None) for i in range(PENDING_SHARDS))
 
         def read(shard: str, start: Any) -> tuple[str, list[dict[str, Any]], Any]:
@@ -246,14 +255,12 @@ class Poller:
         else:
             self._failures_in_a_row = 0
         if plan.next_poll_at:
-            self.table.schedule_poll(item["orderId"], plan.next_poll_at, version=int(item["version"]), count=True)
+            writer.schedule_poll(item["orderId"], plan.next_poll_at, version=int(item["version"]), count=True)
         return plan
 
     def run(self, *, budget_seconds: float, lambda_context: Any = None) -> dict[str, int]:
-        from decline_rescue.services.writer import enqueue
-
         started = time.monotonic()
-        outbox: list[lifecycle.OrderUpdate] = []
+        outbox: list[OrderUpdate] = []
         stop_at = started + max(budget_seconds - RESERVE_SECONDS, 0.5)
         with (
             within(budget_seconds, lambda_context=lambda_context) as deadline,
@@ -262,13 +269,13 @@ class Poller:
             stop_at = min(stop_at, deadline - RESERVE_SECONDS)
             sends: list[Future] = []
 
-            def send(batch: list[lifecycle.OrderUpdate]) -> None:
+            def send(batch: list[OrderUpdate]) -> None:
                 # full batches go out beside the lookups; a failed send fails the run (what
                 # it would have queued stays due: the next run finds it again)
                 for future in [f for f in sends if f.done()]:
                     future.result()
                     sends.remove(future)
-                sends.append(sender.submit(contextvars.copy_context().run, enqueue, batch))
+                sends.append(sender.submit(contextvars.copy_context().run, writer.enqueue, batch))
 
             with ThreadPoolExecutor(max_workers=self.cfg.poll_concurrency, thread_name_prefix="poll") as pool:
                 running: set[Future] = set()
@@ -302,9 +309,9 @@ class Poller:
                 future.result()
         summary = dict(self.counts)
         summary["seconds_ms"] = int((time.monotonic() - started) * 1000)
-        for name in ("read", "changed", "expired", "failed", "stopped_early"):
+        for name, metric in m.POLL_COUNTS.items():
             if self.counts[name]:
-                metrics.add_metric(name=f"Poll_{name}", unit="Count", value=self.counts[name])
+                metrics.add_metric(name=metric, unit="Count", value=self.counts[name])
         logger.info("poll run", extra=summary)
         return summary
 
