@@ -305,7 +305,7 @@ class Demo:
         def queues_empty() -> tuple[bool, str]:
             sqs = self.stack.aws_client("sqs")
             counts = {}
-            for logical_id in ("OrderUpdatesDeadLetterQueue", "DeclinesDeadLetterQueue"):
+            for logical_id in ("OrderUpdatesDeadLetterQueue", "DeclinesDeadLetterQueue", "OrderEventsFailureQueue"):
                 url = self.stack.stack.physical_ids[logical_id]
                 attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
                 counts[logical_id] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
@@ -313,9 +313,9 @@ class Demo:
             for fate in fates:
                 by_fate[fate["fate"]] = by_fate.get(fate["fate"], 0) + 1
             summary = ", ".join(f"{k} {v}" for k, v in sorted(by_fate.items()))
-            return not any(counts.values()), f"dead-letter queues empty; webhooks: {summary}"
+            return not any(counts.values()), f"dead-letter and event-failure queues empty; webhooks: {summary}"
 
-        self.step("nothing lost: dead-letter queues empty", queues_empty)
+        self.step("nothing lost: dead-letter and event-failure queues empty", queues_empty)
 
     @staticmethod
     def _judge(order, finals, truth, fates, events) -> tuple[bool, str]:

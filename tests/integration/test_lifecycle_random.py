@@ -146,7 +146,7 @@ def test_random_orders_end_in_flexfactors_true_state_exactly_once(tmp_path):
             assert set(published) == wanted_versions, f"seed {seed}: {order['id']} events {published}"
             assert all(n == 1 for n in published.values()), f"seed {seed}: an event published twice {published}"
 
-        for queue in ("OrderUpdatesDeadLetterQueue", "DeclinesDeadLetterQueue"):
+        for queue in ("OrderUpdatesDeadLetterQueue", "DeclinesDeadLetterQueue", "OrderEventsFailureQueue"):
             attrs = sqs.get_queue_attributes(QueueUrl=ids[queue], AttributeNames=["ApproximateNumberOfMessages"])
             assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0", f"seed {seed}: {queue} not empty"
         fates = Counter(w["fate"] for w in httpx.get(flex + "/__emulator/webhooks").json()["webhooks"])

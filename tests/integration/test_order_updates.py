@@ -534,6 +534,33 @@ def test_a_bus_outage_delays_events_and_loses_none(writer, bus_events, event_pub
     assert event_publisher.poller.retries >= 1
 
 
+def test_a_publisher_that_dies_mid_batch_loses_no_event(writer, bus_events, event_publisher, monkeypatch):
+    from decline_rescue.infra import events
+
+    # Given five versions of an order on the stream
+    order = make_order("SUBMITTED")
+    for status in ("CHALLENGE", "PROCESSING", "CAPTUREREQUIRED", "APPROVED"):
+        apply(writer, update(order, status))
+
+    # When the publisher's process dies after putting half of its batch on the bus
+    real_put, died = events.put, []
+
+    def dying_put(bus, entries):
+        if not died:
+            died.append(len(entries))
+            real_put(bus, entries[: len(entries) // 2])
+            raise RuntimeError("Runtime.ExitError: the process was killed")  # what Lambda reports
+        return real_put(bus, entries)
+
+    monkeypatch.setattr(events, "put", dying_put)
+    change_ids = [e["detail"]["changeId"] for e in bus_events(order["orderId"])]
+
+    # Then every change is on the bus, the ones put before it died twice, under the same changeId
+    assert died == [5]
+    assert sorted(set(change_ids)) == [f"{order['orderId']}:{v}" for v in range(1, 6)]
+    assert len(change_ids) == 5 + 2, change_ids
+
+
 def test_events_that_cannot_be_published_go_to_the_failure_queue(writer, event_publisher, stack, sqs):
     # Given a change, and a bus that stays down through every retry
     failures = stack.physical_ids["OrderEventsFailureQueue"]

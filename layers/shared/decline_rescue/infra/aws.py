@@ -46,3 +46,10 @@ def reset() -> None:
     with _lock:
         _clients.clear()
         _session = None
+
+
+def is_aws_failure(exc: BaseException) -> bool:
+    """A failure of an AWS service or of the call to it (after botocore's own retries)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(exc, (BotoCoreError, ClientError))

@@ -68,9 +68,9 @@ def error_answer(exc: Exception) -> Answer:
     """What an exception a route raised becomes (call it inside the ``except`` block)."""
     if isinstance(exc, DeclineRescueError):
         return known_error(exc)
-    from botocore.exceptions import BotoCoreError, ClientError
+    from decline_rescue.infra.aws import is_aws_failure
 
-    if isinstance(exc, (BotoCoreError, ClientError)):
+    if is_aws_failure(exc):
         return aws_unavailable(exc)
     return unexpected_error(exc)
 
