@@ -709,3 +709,19 @@ def test_a_refund_with_an_out_of_range_number_is_not_retried_forever(function_en
     assert deliver(module, as_records(queued())) == []
     state, history = order_and_history(order["orderId"])
     assert state["version"] == 2 and history[-1]["event"] == "REFUNDED"
+
+
+def test_an_mit_whose_first_send_failed_has_its_queued_event_once(function_env, bus_events, stack):
+    from tests.integration.test_declines import mit
+
+    # Given an MIT accepted while the declines queue cannot be reached, then retried
+    body = mit()
+    broken, _ = function_env(EVALUATE, DECLINES_QUEUE_URL=stack.physical_ids["DeclinesQueue"] + "-missing")
+    assert post_decline(broken, body)[0] == 503
+    fixed, _ = function_env(EVALUATE)
+    code, answer = post_decline(fixed, body)
+    assert (code, answer["status"]) == (202, "QUEUED")
+
+    # Then the order's QUEUED claim has exactly one event, whichever attempt sent the message
+    details = [e["detail"] for e in bus_events(body["orderId"])]
+    assert [(d["changeId"], d["status"]) for d in details] == [(f"{body['orderId']}:1", "QUEUED")]
