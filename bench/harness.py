@@ -68,7 +68,7 @@ class Harness:
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.cybersource_url = f"http://127.0.0.1:{cs_port}"
         self.flexfactor_url = f"http://127.0.0.1:{ff_port}"
-        moto = self._spawn(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)])
+        moto = self._spawn(["-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)])
         cs = self._spawn(["-m", "devstack.emulators.cybersource", "--port", str(cs_port)])
         ff = self._spawn(["-m", "devstack.emulators.flexfactor", "--port", str(ff_port), *self.flexfactor_args])
         _wait_http(self.moto_url + "/moto-api/", process=moto)

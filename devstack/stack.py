@@ -427,7 +427,7 @@ class LocalStack:
             ensure_free(cfg.cybersource_port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
         if cfg.flexfactor.emulated:
             ensure_free(cfg.flexfactor_port, "FlexFactor emulator", "FLEXFACTOR_EMULATOR_PORT")
-        moto = self._spawn("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
+        moto = self._spawn("moto", ["-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
         emulator = None
         if cfg.cybersource.emulated:
             emulator = self._spawn(

@@ -509,10 +509,8 @@ def test_lost_idempotency_record_is_answered_from_the_order(evaluate, flexfactor
     assert post(evaluate, body) == first
     assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
     request = validate_request({**body, "mid": "m"})
-    counts = OrdersTable(stack.physical_ids["OrdersTable"]).count_attempts(
-        eligibility.card_key(request), [1, 30], now().date()
-    )
-    assert counts == {1: 1, 30: 1}
+    days, _ = OrdersTable(stack.physical_ids["OrdersTable"]).card_days(eligibility.card_key(request), now().date(), 30)
+    assert days == {now().date().isoformat(): 1}, "one reattempt reserved, not two"
 
 
 def test_queue_send_failure_is_503_and_the_retry_queues_it(function_env, flexfactor_url, stack, moto_url):

@@ -16,6 +16,11 @@ and carries the rules' version so a merchant can see what was applied:
 - ``reattempt_budget``: the card's reattempt budget is spent (Visa 20 in 30 days from
   25 May 2025, 15 before; Mastercard 10 a day and 35 in 30 days; other networks use
   Visa's), counted per card in DynamoDB.
+
+Budgets are reserved, not counted after the fact: a card's reservations are one counter
+per day (``Budget``); a submission reserves one on today's counter, atomically, under the
+condition that it stays within ``Budget.cap()`` (what every window still allows given the
+days before today), so that concurrent declines for one card can never overrun it.
 """
 
 from __future__ import annotations
@@ -218,7 +223,48 @@ def decide(
 
 
 def budget_windows() -> list[int]:
-    """Every window any network's budget counts over (what the store must count)."""
+    """Every window any network's budget counts over (how many days the store reads)."""
     windows = {lim["window_days"] for lim in rules()["visa"]["limits"]}
     windows |= {lim["window_days"] for lim in rules()["mastercard"]["limits"]}
     return sorted(windows)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A card's reattempt budget as the store holds it: reservations per day (UTC), for
+    the widest window's days up to ``today``, and the cap written on today's counter when
+    it was made (None: no counter yet today)."""
+
+    card: str
+    network: str
+    today: date
+    days: dict[str, int]  # "yyyy-mm-dd" -> reservations that day
+    today_cap: int | None = None
+
+    def _used(self, window: int, *, before_today: bool = False) -> int:
+        start = (self.today - timedelta(days=window - 1)).isoformat()
+        end = self.today.isoformat()
+        return sum(n for day, n in self.days.items() if start <= day <= end and not (before_today and day == end))
+
+    def attempts_in(self) -> dict[int, int]:
+        """Reservations in each window the network counts over, today's included."""
+        return {window: self._used(window) for window, _ in budget_limits(self.network, self.today)}
+
+    def cap(self) -> int:
+        """How many reservations today's counter may hold: what every window still allows
+        once the days before today are counted (those can only go down: a reservation is
+        released when its decline ends unsubmitted)."""
+        return max(
+            0,
+            min(
+                maximum - self._used(window, before_today=True)
+                for window, maximum in budget_limits(self.network, self.today)
+            ),
+        )
+
+    def without(self, day: str) -> Budget:
+        """The budget without one reservation of ``day`` (the order's own, when it decides again)."""
+        days = dict(self.days)
+        if days.get(day):
+            days[day] -= 1
+        return Budget(self.card, self.network, self.today, days, self.today_cap)

@@ -7,8 +7,9 @@ Items (``pk`` / ``sk``):
 - ``ORDER#<orderId>`` / ``HIST#<version, 6 digits>``: one per applied change;
 - ``ORDER#<orderId>`` / ``HIST#<version>#<kind>#<update id>``: an update recorded but
   not applied (duplicate, stale, untrusted), sorted after the change it was measured against;
-- ``CARD#<card key>`` / ``DAY#<yyyy-mm-dd>#<idempotencyKey>``: one per reattempt (a
-  retried request writes the same item again, so it counts once); expires after 32 days;
+- ``CARD#<card key>`` / ``DAY#<yyyy-mm-dd>``: the card's reattempt reservations that day
+  (``n``) and the most the day may hold (``cap``, from the days before it); a reservation
+  is one conditional ``ADD`` (``n < cap``) in the claim's transaction; expires after 32 days;
 - ``IDEM#<idempotencyKey>`` / ``IDEM``: the order a decline's idempotency key names
   (written with the order's claim, so one key never names two orders); kept 7 days;
 - ``NONCE#<x-fc-nonce>`` / ``NONCE``: a webhook nonce seen, kept past the allowed skew;
@@ -60,6 +61,14 @@ class ClaimRefused(OrderConflict):
         super().__init__(message)
         self.order_exists = order_exists
         self.key_taken = key_taken
+
+
+class ReservationRefused(DeclineRescueError):
+    """The card's counter for today is not as read (full, or made meanwhile): read it
+    again and decide again."""
+
+    status_code = 409
+    code = "CARD_BUSY"
 
 
 def _marshal(item: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +163,7 @@ class OrdersTable:
         remove: tuple[str, ...] = (),
         next_poll_at: str | None = KEEP,
         event_key: str | None = None,
-        also_put: list[dict[str, Any]] | None = None,
+        also_write: list[dict[str, Any]] | None = None,
         idempotency_key: str | None = None,
         key_ttl_seconds: int = 7 * 86400,
     ) -> Change:
@@ -165,30 +174,35 @@ class OrdersTable:
         ``fields`` are set and ``remove`` removed with the change; ``next_poll_at`` schedules
         the next poll (None takes the order off the pending index, KEEP leaves it);
         ``event_key`` is remembered so that the same refund or chargeback is never recorded
-        twice; ``also_put`` items (DynamoDB JSON, e.g. ``attempt_item``) go in the same
-        transaction. ``idempotency_key`` (version 1 only): the key is taken for this order
-        in the same transaction (``IDEM#<key>``, kept ``key_ttl_seconds``), so that one key
+        twice; ``also_write``: other transaction items (a card's reservation or its
+        release) go in the same transaction; ReservationRefused when one's condition
+        failed. ``idempotency_key`` (version 1 only): the key is taken for this order in
+        the same transaction (``IDEM#<key>``, kept ``key_ttl_seconds``), so that one key
         never names two orders; ClaimRefused says which of the two was taken."""
         if change.version == 1:
             write = self._create_item(change, order or {}, fields, next_poll_at)
         else:
             write = self._update_item(change, fields, remove, next_poll_at, event_key)
         claims = [self._key_item(idempotency_key, change, key_ttl_seconds)] if idempotency_key else []
+        extra = list(also_write or ())
         try:
             client("dynamodb").transact_write_items(
                 TransactItems=[
                     write,
                     *claims,
                     {"Put": {"TableName": self.table, "Item": _marshal(self._history(change))}},
-                    *({"Put": {"TableName": self.table, "Item": item}} for item in also_put or ()),
+                    *extra,
                 ]
             )
         except ClientError as exc:
             if _cancelled_by_condition(exc):
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                failed = [i for i, code in enumerate(reasons) if code == "ConditionalCheckFailed"]
+                if failed and min(failed) >= 2 + len(claims):
+                    raise ReservationRefused("the card's reattempt counter changed; read it again") from None
                 if change.version == 1:
-                    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
-                    order_exists = not reasons or reasons[0] == "ConditionalCheckFailed"
-                    key_taken = bool(claims) and len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed"
+                    order_exists = not failed or 0 in failed
+                    key_taken = bool(claims) and 1 in failed
                     raise ClaimRefused(
                         f"order {change.order_id} exists already" if order_exists else "the idempotencyKey is taken",
                         order_exists=order_exists,
@@ -210,43 +224,73 @@ class OrdersTable:
 
     # -- leases: which request works on a claimed order --------------------------------
 
-    def take_lease(self, order_id: str, *, version: int, status: str, until_ms: int) -> bool:
+    def take_lease(
+        self,
+        order_id: str,
+        *,
+        version: int,
+        status: str,
+        until_ms: int,
+        reservation: dict[str, str] | None = None,
+        also_write: list[dict[str, Any]] | None = None,
+    ) -> bool:
         """Take the order's lease (still at ``version`` and ``status``, no live lease held):
-        the request that holds it may submit the order. False when another holds it or
-        the order moved on. Not a change of the order: no version, no history, no event."""
+        the request that holds it may submit the order; with the card's ``reservation``
+        (its ``also_write`` item) in the same transaction. False when another holds the
+        lease or the order moved on; ReservationRefused when the card's counter refused.
+        Not a change of the order: no version, no history, no event."""
         now = int(time.time() * 1000)
+        values: dict[str, Any] = {
+            ":until": {"N": str(until_ms)},
+            ":v": {"N": str(version)},
+            ":s": {"S": status},
+            ":now": {"N": str(now)},
+        }
+        expression = "SET leaseUntil = :until"
+        if reservation:
+            expression += ", reservation = :r"
+            values[":r"] = dynamodb_json.serialize(reservation)
+        update = {
+            "TableName": self.table,
+            "Key": self._key(order_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": (
+                "version = :v AND #s = :s AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
+            ),
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+        }
         try:
-            client("dynamodb").update_item(
-                TableName=self.table,
-                Key=self._key(order_id),
-                UpdateExpression="SET leaseUntil = :until",
-                ConditionExpression=(
-                    "version = :v AND #s = :s AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)"
-                ),
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":until": {"N": str(until_ms)},
-                    ":v": {"N": str(version)},
-                    ":s": {"S": status},
-                    ":now": {"N": str(now)},
-                },
-            )
+            if also_write:
+                client("dynamodb").transact_write_items(TransactItems=[{"Update": update}, *also_write])
+            else:
+                client("dynamodb").update_item(**update)
         except ClientError as exc:
-            if _cancelled_by_condition(exc):
-                return False
-            raise
+            if not _cancelled_by_condition(exc):
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if reasons and reasons[0] != "ConditionalCheckFailed":
+                raise ReservationRefused("the card's reattempt counter changed; read it again") from None
+            return False
         return True
 
-    def mark_adoptable(self, order_id: str, *, version: int) -> None:
-        """The claim's request never reached FlexFactor as valid: a corrected one may take it."""
+    def mark_adoptable(self, order_id: str, *, version: int, reservation: dict[str, str] | None) -> None:
+        """The claim's request never reached FlexFactor as valid: a corrected one may take
+        it; its card reservation, if any, is given back in the same transaction."""
+        update = {
+            "TableName": self.table,
+            "Key": self._key(order_id),
+            "UpdateExpression": "SET fingerprint = :adoptable REMOVE leaseUntil, reservation",
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":adoptable": {"S": ADOPTABLE}, ":v": {"N": str(version)}},
+        }
         try:
-            client("dynamodb").update_item(
-                TableName=self.table,
-                Key=self._key(order_id),
-                UpdateExpression="SET fingerprint = :adoptable REMOVE leaseUntil",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":adoptable": {"S": ADOPTABLE}, ":v": {"N": str(version)}},
-            )
+            if reservation:
+                client("dynamodb").transact_write_items(
+                    TransactItems=[{"Update": update}, self.release_item(reservation["card"], reservation["day"])]
+                )
+            else:
+                client("dynamodb").update_item(**update)
         except ClientError as exc:
             if not _cancelled_by_condition(exc):
                 raise
@@ -473,11 +517,11 @@ class OrdersTable:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a change's history item: {exc}") from None
 
-    # -- reattempt counters ---------------------------------------------------------
+    # -- reattempt reservations ------------------------------------------------------
 
-    def count_attempts(self, card: str, windows: list[int], today: date) -> dict[int, int]:
-        """Reattempts of a card in each window (days, today included)."""
-        widest = max(windows)
+    def card_days(self, card: str, today: date, widest: int) -> tuple[dict[str, int], int | None]:
+        """The card's reservations per day over the last ``widest`` days (today included),
+        and the cap on today's counter (None: there is none yet)."""
         pages = (
             client("dynamodb")
             .get_paginator("query")
@@ -487,27 +531,58 @@ class OrdersTable:
                 ExpressionAttributeValues={
                     ":pk": {"S": f"CARD#{card}"},
                     ":from": {"S": f"DAY#{(today - timedelta(days=widest - 1)).isoformat()}"},
-                    ":to": {"S": f"DAY#{today.isoformat()}#~"},
+                    ":to": {"S": f"DAY#{today.isoformat()}"},
                 },
-                ProjectionExpression="sk",
+                ConsistentRead=True,
             )
         )
-        days = [item["sk"]["S"][4:14] for page in pages for item in page.get("Items", [])]
+        days: dict[str, int] = {}
+        cap = None
+        for page in pages:
+            for raw in page.get("Items", []):
+                item = _unmarshal(raw)
+                day = item["sk"][4:]
+                days[day] = int(item.get("n") or 0)
+                if day == today.isoformat():
+                    cap = int(item.get("cap") or 0)
+        return days, cap
+
+    def reserve_item(self, card: str, day: str, *, cap: int, exists: bool) -> dict[str, Any]:
+        """The transaction item that reserves one reattempt of ``card`` on ``day``: one more
+        on the day's counter, only while it holds fewer than its cap; or, for the day's first,
+        the counter made with ``cap``, only if nobody made it meanwhile."""
+        key = {"pk": {"S": f"CARD#{card}"}, "sk": {"S": f"DAY#{day}"}}
+        if exists:
+            return {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": key,
+                    "UpdateExpression": "ADD n :one",
+                    "ConditionExpression": "attribute_exists(pk) AND n < cap",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            }
+        expires = int(
+            datetime.combine(date.fromisoformat(day) + timedelta(days=32), datetime.min.time(), UTC).timestamp()
+        )
+        item = {**key, "n": {"N": "1"}, "cap": {"N": str(cap)}, "expiresAt": {"N": str(expires)}}
         return {
-            window: sum(1 for day in days if day >= (today - timedelta(days=window - 1)).isoformat())
-            for window in windows
+            "Put": {
+                "TableName": self.table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk) AND :one <= :cap",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":cap": {"N": str(cap)}},
+            }
         }
 
-    def record_attempt(self, card: str, today: date, idempotency_key: str) -> None:
-        """One reattempt of a card, keyed by the request: a retried request counts once."""
-        client("dynamodb").put_item(TableName=self.table, Item=self.attempt_item(card, today, idempotency_key))
-
-    @staticmethod
-    def attempt_item(card: str, today: date, idempotency_key: str) -> dict[str, Any]:
-        """The reattempt item (DynamoDB JSON), for ``record_attempt`` or ``transition(also_put=...)``."""
-        expires = int(datetime.combine(today + timedelta(days=32), datetime.min.time(), UTC).timestamp())
+    def release_item(self, card: str, day: str) -> dict[str, Any]:
+        """The transaction item that gives one reservation of ``card`` on ``day`` back."""
         return {
-            "pk": {"S": f"CARD#{card}"},
-            "sk": {"S": f"DAY#{today.isoformat()}#{idempotency_key}"},
-            "expiresAt": {"N": str(expires)},
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": f"CARD#{card}"}, "sk": {"S": f"DAY#{day}"}},
+                "UpdateExpression": "ADD n :minus",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+            }
         }

@@ -78,11 +78,18 @@ def _lease_until() -> int:
     return now + int(settings.flexfactor().calls.budget_seconds * 1000) + LEASE_MARGIN_MS
 
 
-def _intake(request: EvaluateRequest, *, status: str, source: str, fields: dict[str, Any] | None = None):
+def _intake(
+    request: EvaluateRequest,
+    *,
+    status: str,
+    source: str,
+    fields: dict[str, Any] | None = None,
+    reservation: dict[str, Any] | None = None,
+):
     """(the order, whether this request claimed it now). The claim writes the order at
-    ``status`` with its key, fingerprint and (RECEIVED) a lease, in one transaction;
-    when it exists: this request's order as it is, or 409 when the orderId or the key
-    belongs to another request."""
+    ``status`` with its key, fingerprint, (RECEIVED) a lease and the card's
+    ``reservation``, in one transaction; when it exists: this request's order as it is,
+    or 409 when the orderId or the key belongs to another request."""
     from decline_rescue.infra.orders_store import ClaimRefused, OrderConflict
 
     table = wiring.orders()
@@ -99,7 +106,10 @@ def _intake(request: EvaluateRequest, *, status: str, source: str, fields: dict[
                 source=source,
                 fields=claim,
                 idempotency_key=request.idempotency_key,
+                reservation=reservation,
             )
+            if reservation:
+                claim["reservation"] = {"card": reservation["card"], "day": reservation["day"]}
             return {"orderId": request.order_id, "status": status, "version": 1, **claim}, True
         except ClaimRefused as refused:
             existing = table.get_state(request.order_id) if refused.order_exists else None
@@ -122,13 +132,50 @@ def _key_reused() -> IdempotencyConflict:
     )
 
 
-def _take_over(request: EvaluateRequest, order: dict[str, Any]) -> dict[str, Any]:
+def _take_over(request: EvaluateRequest, order: dict[str, Any], reservation: dict[str, Any] | None) -> dict[str, Any]:
     """Work on an order claimed before (QUEUED by the API, or RECEIVED by a request that
-    died or failed): only when no live lease holds it, else 409 REQUEST_IN_PROGRESS."""
+    died or failed): only when no live lease holds it, else 409 REQUEST_IN_PROGRESS;
+    reserving the card's reattempt with the lease when the order holds none."""
     lease = _lease_until()
-    if not writer.take_lease(request.order_id, version=int(order["version"]), status=order["status"], until_ms=lease):
+    if not writer.take_lease(
+        request.order_id,
+        version=int(order["version"]),
+        status=order["status"],
+        until_ms=lease,
+        reservation=reservation,
+    ):
         raise RequestInProgress("a request with this idempotencyKey is being processed; retry shortly")
-    return {**order, "leaseUntil": lease}
+    taken = {**order, "leaseUntil": lease}
+    if reservation:
+        taken["reservation"] = {"card": reservation["card"], "day": reservation["day"]}
+    return taken
+
+
+# -- the card's reattempt budget -------------------------------------------------------
+
+RESERVE_TRIES = 6  # a card's counter moved under this many reads in a row: 409 CARD_BUSY
+
+
+def _budget(request: EvaluateRequest, now: datetime) -> eligibility.Budget:
+    card = eligibility.card_key(request)
+    days, cap = wiring.orders().card_days(card, now.date(), max(eligibility.budget_windows()))
+    return eligibility.Budget(card, eligibility.network(request), now.date(), days, cap)
+
+
+def _decide(request: EvaluateRequest, budget: eligibility.Budget, now: datetime) -> eligibility.Decision:
+    cfg = settings.declines()
+    return eligibility.decide(
+        request,
+        limits=eligibility.Limits(cfg.amount_min_exclusive, cfg.amount_max_exclusive, cfg.mit_max_age_hours),
+        now=now,
+        attempts_in=budget.attempts_in(),
+    )
+
+
+def _reservation(budget: eligibility.Budget) -> dict[str, Any]:
+    """One reattempt on today's counter: within the cap it was made with, or made now."""
+    cap = budget.today_cap if budget.today_cap is not None else budget.cap()
+    return {"card": budget.card, "day": budget.today.isoformat(), "cap": cap, "exists": budget.today_cap is not None}
 
 
 # -- the domain path -------------------------------------------------------------------
@@ -148,35 +195,48 @@ def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
 
 def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
     """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey; all
-    provider calls within one budget that also ends before the Lambda timeout."""
+    provider calls within one budget that also ends before the Lambda timeout.
+
+    The decision comes first, from the card's reservations as read; an eligible decline
+    reserves one in the claim's transaction, under the condition that the card's counter
+    still has room: when another request took it meanwhile, the counter is read again and
+    the decision made again (so N concurrent declines for one card never exceed its
+    budget: the ones past it end NOT_SUBMITTED)."""
+    from decline_rescue.infra.orders_store import ReservationRefused
+
     with within(settings.flexfactor().calls.budget_seconds, lambda_context=_lambda_context):
-        order, claimed = _intake(request, status=RECEIVED, source=source)
-        if not claimed:
-            if order["status"] not in IN_FLIGHT:
-                return _answer_from(order)  # decided before: the first answer, no provider call
-            order = _take_over(request, order)
+        now = datetime.now(UTC)
+        for _ in range(RESERVE_TRIES):
+            budget = _budget(request, now)
+            decision = _decide(request, budget, now)
+            reservation = _reservation(budget) if decision.eligible else None
+            try:
+                order, claimed = _intake(request, status=RECEIVED, source=source, reservation=reservation)
+                if not claimed:
+                    if order["status"] not in IN_FLIGHT:
+                        return _answer_from(order)  # decided before: the first answer, no provider call
+                    held = order.get("reservation")
+                    if isinstance(held, dict):  # it holds a reattempt already: decide without it
+                        decision = _decide(request, budget.without(str(held.get("day"))), now)
+                        reservation = None
+                    order = _take_over(request, order, reservation if decision.eligible else None)
+            except ReservationRefused:
+                continue  # the card's counter moved: read it again, decide again
+            break
+        else:
+            raise ReservationRefused("this card is being reattempted by many requests at once; retry shortly")
         try:
-            return _submit(request, source, order)
+            return _submit(request, source, order, decision)
         except Exception:
             with contextlib.suppress(Exception):  # the failure that matters is the one raised
                 writer.release_lease(request.order_id, until_ms=int(order["leaseUntil"]))
             raise
 
 
-def _submit(request: EvaluateRequest, source: str, existing: dict[str, Any]) -> dict[str, Any]:
-    cfg = settings.declines()
-    table = wiring.orders()
-    now = datetime.now(UTC)
+def _submit(
+    request: EvaluateRequest, source: str, existing: dict[str, Any], decision: eligibility.Decision
+) -> dict[str, Any]:
     order_id = request.order_id
-
-    card = eligibility.card_key(request)
-    counts = table.count_attempts(card, eligibility.budget_windows(), now.date())
-    decision = eligibility.decide(
-        request,
-        limits=eligibility.Limits(cfg.amount_min_exclusive, cfg.amount_max_exclusive, cfg.mit_max_age_hours),
-        now=now,
-        attempts_in=counts,
-    )
     if not decision.eligible:
         answer = _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
         _record(request, existing, NOT_SUBMITTED, source, detail=decision.reason(), answer=answer)
@@ -188,9 +248,10 @@ def _submit(request: EvaluateRequest, source: str, existing: dict[str, Any]) -> 
         answer = wiring.flexfactor().evaluate(request.to_provider())
     except ProviderValidationFailed as exc:
         if source != "queue":
-            # the caller is there to fix the request: FlexFactor created nothing, so a
-            # corrected retry under the same key may take this claim (as the key's first use)
-            writer.adoptable(order_id, version=int(existing["version"]))
+            # the caller is there to fix the request: FlexFactor created nothing, so the
+            # reattempt is given back and a corrected retry under the same key may take
+            # this claim (as the key's first use)
+            writer.adoptable(order_id, version=int(existing["version"]), reservation=existing.get("reservation"))
             raise
         # nobody waits on a queued decline: record why FlexFactor refused it, end the message
         reason = {
@@ -202,28 +263,19 @@ def _submit(request: EvaluateRequest, source: str, existing: dict[str, Any]) -> 
         _record(request, existing, NOT_SUBMITTED, source, detail=reason, answer=answer)
         metrics.add_metric(name=m.DECLINE_REFUSED_BY_PROVIDER, unit="Count", value=1)
         return answer
-    # the card's reattempt goes in the transaction that records the answer (one request
-    # less); on its own when that transaction is not the one that wrote the answer (a
-    # webhook got there first) or failed, so that an attempt FlexFactor saw always counts
-    attempt = table.attempt_item(card, now.date(), request.idempotency_key)
+    # (a call that failed otherwise may have reached FlexFactor: the reservation stays with
+    # the claim, which the caller's retry goes on with, and is given back if the claim is
+    # closed NOT_SUBMITTED)
     reply = _answer(order_id, answer.status, orderSessionKey=answer.order_session_key, submitted=True)
-    try:
-        status, written = _record(
-            request,
-            existing,
-            answer.status,
-            source,
-            session_key=answer.order_session_key,
-            fields={"senseKey": answer.sense_key},
-            also_put=[attempt],
-            answer=reply,
-        )
-    except Exception:
-        with contextlib.suppress(Exception):  # the failure that matters is the one raised
-            table.record_attempt(card, now.date(), request.idempotency_key)
-        raise
-    if not written:
-        table.record_attempt(card, now.date(), request.idempotency_key)
+    status, _ = _record(
+        request,
+        existing,
+        answer.status,
+        source,
+        session_key=answer.order_session_key,
+        fields={"senseKey": answer.sense_key},
+        answer=reply,
+    )
     metrics.add_metric(name=m.DECLINE_SUBMITTED, unit="Count", value=1)
     logger.info("decline submitted", extra={"orderId": order_id, "status": status})
     return _answer(order_id, status, orderSessionKey=answer.order_session_key, submitted=True)
@@ -251,13 +303,11 @@ def _record(
     session_key: str | None = None,
     fields: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
-    also_put: list[dict[str, Any]] | None = None,
     answer: dict[str, Any],
 ) -> tuple[str, bool]:
     """Record the outcome through the single writer, with the answer a repeat gets and
     the request's summary: the order's status afterwards (a webhook may have moved it
-    further while FlexFactor was answering us), and whether this update was applied
-    (``also_put`` was written with it only then)."""
+    further while FlexFactor was answering us), and whether this update was applied."""
     update = OrderUpdate(
         updateId=f"{source}:{request.idempotency_key}",
         source=source,
@@ -270,7 +320,7 @@ def _record(
     stored = {**request.safe_summary(), **(fields or {}), FINGERPRINT: request.fingerprint(), ANSWER: answer}
     for name in ("orderId", "idempotencyKey"):
         stored.pop(name)
-    outcome = writer.apply(update, state=existing, fields=stored, remove=("leaseUntil",), also_put=also_put)
+    outcome = writer.apply(update, state=existing, fields=stored, remove=("leaseUntil",))
     return outcome.status or status, outcome.result == Result.APPLIED
 
 

@@ -61,34 +61,65 @@ def create(
     detail: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    reservation: dict[str, Any] | None = None,
 ) -> Change:
     """Write a new order at version 1 (the intake claim: RECEIVED or QUEUED), on the
-    pending index unless it is terminal, taking its ``idempotency_key`` in the same write;
-    ClaimRefused when the orderId exists or the key is taken."""
+    pending index unless it is terminal, taking its ``idempotency_key`` and the card's
+    ``reservation`` (``card``, ``day``, ``cap``, ``exists``: see ``OrdersTable.reserve_item``)
+    in the same write; ClaimRefused when the orderId exists or the key is taken,
+    ReservationRefused when the card's counter refused."""
+    table = wiring.orders()
+    extra = []
+    if reservation:
+        extra.append(
+            table.reserve_item(
+                reservation["card"], reservation["day"], cap=reservation["cap"], exists=reservation["exists"]
+            )
+        )
+        fields = {**(fields or {}), "reservation": {"card": reservation["card"], "day": reservation["day"]}}
     change = Change(order["orderId"], None, status, 1, source, iso(), detail)
-    return wiring.orders().commit(
+    return table.commit(
         change,
         order=order,
         fields=fields,
         next_poll_at=first_poll_at(status),
         idempotency_key=idempotency_key,
         key_ttl_seconds=settings.idempotency_ttl_seconds(),
+        also_write=extra,
     )
 
 
-def take_lease(order_id: str, *, version: int, status: str, until_ms: int) -> bool:
-    """Become the request that works on a claimed order (see ``OrdersTable.take_lease``)."""
-    return wiring.orders().take_lease(order_id, version=version, status=status, until_ms=until_ms)
+def take_lease(
+    order_id: str, *, version: int, status: str, until_ms: int, reservation: dict[str, Any] | None = None
+) -> bool:
+    """Become the request that works on a claimed order, reserving the card's reattempt
+    with it when the order holds none yet (see ``OrdersTable.take_lease``)."""
+    table = wiring.orders()
+    if not reservation:
+        return table.take_lease(order_id, version=version, status=status, until_ms=until_ms)
+    return table.take_lease(
+        order_id,
+        version=version,
+        status=status,
+        until_ms=until_ms,
+        reservation={"card": reservation["card"], "day": reservation["day"]},
+        also_write=[
+            table.reserve_item(
+                reservation["card"], reservation["day"], cap=reservation["cap"], exists=reservation["exists"]
+            )
+        ],
+    )
 
 
 def release_lease(order_id: str, *, until_ms: int) -> None:
     wiring.orders().release_lease(order_id, until_ms=until_ms)
 
 
-def adoptable(order_id: str, *, version: int) -> None:
-    """FlexFactor refused the claimed decline as invalid: a corrected request under the
-    same key may take the claim over (its lease is given back)."""
-    wiring.orders().mark_adoptable(order_id, version=version)
+def adoptable(order_id: str, *, version: int, reservation: dict[str, str] | None) -> None:
+    """FlexFactor refused the claimed decline as invalid: no attempt reached the card's
+    network, so its reservation is given back, and a corrected request under the same key
+    may take the claim over (its lease is given back too)."""
+    wiring.orders().mark_adoptable(order_id, version=version, reservation=reservation)
 
 
 def apply(
@@ -97,13 +128,11 @@ def apply(
     state: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
     remove: tuple[str, ...] = (),
-    also_put: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     """Apply one update to its order (see the module docstring). ``state`` is the order
     as the caller last read it (saves a read; a stale one only costs a retry). ``fields``
-    and ``remove`` change the state item with a status change; ``also_put``: items written
-    in the same transaction, only if the outcome is ``applied`` (the caller writes them
-    otherwise)."""
+    and ``remove`` change the state item with a status change. An order that ends
+    NOT_SUBMITTED gives its card's reservation back in the same transaction."""
     table = wiring.orders()
     order_id = update.orderId
     if not order_id:
@@ -114,7 +143,7 @@ def apply(
             if state is None:
                 return _unmatched(table, update)
         try:
-            outcome = _decide_and_write(table, update, state, fields or {}, remove, also_put)
+            outcome = _decide_and_write(table, update, state, fields or {}, remove)
         except _Reread:
             state = None
             time.sleep(0.05 * attempt)  # another writer is in the way
@@ -138,7 +167,6 @@ def _decide_and_write(
     state: dict[str, Any],
     fields: dict[str, Any],
     remove: tuple[str, ...],
-    also_put: list[dict[str, Any]] | None,
 ) -> Outcome:
     from decline_rescue.infra.orders_store import KEEP, OrderConflict
 
@@ -201,12 +229,18 @@ def _decide_and_write(
             return Outcome(Result.STALE, current)
         if current == st.QUEUED:
             remove = (*remove, QUEUED_MESSAGE)  # the queue's copy is not needed past QUEUED
+        release = []
+        reservation = state.get("reservation")
+        if status == st.NOT_SUBMITTED and isinstance(reservation, dict):
+            # never sent: the card's reattempt it reserved is given back with the change
+            release.append(table.release_item(reservation["card"], reservation["day"]))
+            remove = (*remove, "reservation")
         written = table.commit(
             change(status),
             fields=write_fields,
             remove=remove,
             next_poll_at=first_poll_at(status),
-            also_put=also_put,
+            also_write=release,
         )
         return Outcome(Result.APPLIED, status, written)
     except OrderConflict:
