@@ -225,10 +225,23 @@ def test_rejected_webhooks_are_401_and_not_queued(ingest, queued, signing, tampe
     assert queued() == []
 
 
-def test_replayed_nonce_is_401(ingest, queued):
+def test_a_replayed_delivery_changes_nothing(ingest, queued):
+    # Given a delivery that was queued
     event = webhook_event(raw(payload()))
     assert post(ingest, copy.deepcopy(event))[0] == 200
+
+    # When the very same request comes again (a provider retry, or someone replaying it)
     code, answer = post(ingest, event)
+
+    # Then it is answered 200 and not queued again
+    assert (code, answer) == (200, {"received": True, "queued": True, "duplicate": True})
+    assert len(queued()) == 1
+
+
+def test_a_seen_nonce_with_another_body_is_401(ingest, queued):
+    nonce = uuid.uuid4().hex
+    assert post(ingest, webhook_event(raw(payload()), nonce=nonce))[0] == 200
+    code, answer = post(ingest, webhook_event(raw(payload("order.cancelled")), nonce=nonce))
     assert code == 401 and answer["error"]["reason"] == "replayed_nonce"
     assert len(queued()) == 1
 
@@ -274,6 +287,104 @@ def test_queue_failure_is_503_and_the_same_request_is_accepted_on_retry(function
     assert len(queued()) == 1
 
 
+class Killed(BaseException):
+    """The invocation's process dies here (nothing in the function catches it)."""
+
+
+@pytest.mark.parametrize("dies", ["after_keeping", "after_queueing"])
+def test_a_delivery_is_applied_once_wherever_its_invocation_dies(function_env, queued, monkeypatch, dies):
+    from decline_rescue.infra.orders_store import OrdersTable
+    from decline_rescue.services import webhooks
+
+    # Given a bound order, and a webhook that completes it
+    ingest, _ = function_env(INGEST)
+    order = make_order("SUBMITTED")
+    body = payload(ExternalOrderId=order["orderId"], OrderId=order["orderSessionKey"])
+    event = webhook_event(raw(body))
+
+    # When its first invocation dies after keeping the delivery, or after queueing it
+    def die(*args, **kwargs):
+        raise Killed()
+
+    with monkeypatch.context() as patched, pytest.raises(Killed):
+        if dies == "after_keeping":
+            patched.setattr(webhooks.writer, "enqueue", die)
+        else:
+            patched.setattr(OrdersTable, "mark_delivery", die)
+        post(ingest, copy.deepcopy(event))
+    # and FlexFactor retries the same request
+    assert post(ingest, event)[0] == 200
+
+    # Then the update is applied exactly once
+    writer_module, _ = function_env(APPLY)
+    for message in queued():
+        apply(writer_module, message["Body"])
+    state, history = order_and_history(order["orderId"])
+    assert (state["status"], state["version"]) == ("APPROVED", 2)
+    assert [k for k in kinds(history) if "#" not in k] == ["000001", "000002"]
+
+
+def test_the_kept_delivery_says_what_came_and_what_became_of_it(function_env, queued):
+    from decline_rescue.runtime import wiring
+
+    # Given a bound order and a refund webhook carrying a card number in its EventData
+    ingest, _ = function_env(INGEST)
+    order = make_order("APPROVED")
+    nonce = uuid.uuid4().hex
+    body = payload(
+        "order.refunded",
+        ExternalOrderId=order["orderId"],
+        OrderId=order["orderSessionKey"],
+        EventData={"note": f"card {PAN}", "amount": 1999},
+    )
+    assert post(ingest, webhook_event(raw(body), nonce=nonce))[0] == 200
+
+    # When the writer applies it
+    writer_module, _ = function_env(APPLY)
+    for message in queued():
+        apply(writer_module, message["Body"])
+
+    # Then the delivery is kept: headers, the body's hash, the body without the card number,
+    # that it was verified and queued, the writer's outcome, and 30 days to live
+    kept = wiring.orders().delivery(nonce)
+    assert kept["headers"]["x-fc-nonce"] == nonce and kept["headers"]["host"]
+    assert kept["bodySha512"] == __import__("hashlib").sha512(raw(body)).hexdigest()
+    assert kept["verified"] is True and kept["delivery"] == "queued" and kept["result"] == "event"
+    assert (kept["Event"], kept["ExternalOrderId"]) == ("order.refunded", order["orderId"])
+    assert PAN not in find_pans(json.dumps(kept)) and "[REDACTED_PAN]" in kept["body"]
+    days = (kept["expiresAt"] - now().timestamp()) / 86400
+    assert 29.9 < days <= 30
+
+
+@pytest.mark.parametrize(
+    ("why", "changes"),
+    [("no OrderId", {"OrderId": None}), ("an order not bound yet", {})],
+)
+def test_a_webhook_binds_no_order_and_only_makes_it_due(function_env, queued, why, changes):
+    # Given an order FlexFactor has not answered for yet (no orderSessionKey), or a webhook without OrderId
+    unbound = why == "an order not bound yet"
+    ingest, _ = function_env(INGEST)
+    order = make_order("RECEIVED" if unbound else "SUBMITTED", pending=True, bound=not unbound)
+    body = payload(ExternalOrderId=order["orderId"], OrderId=str(uuid.uuid4()))
+    body.update({k: v for k, v in changes.items() if v is not None})
+    for k, v in changes.items():
+        if v is None:
+            body.pop(k)
+    assert post(ingest, webhook_event(raw(body)))[0] == 200
+
+    # When the writer applies it
+    writer_module, _ = function_env(APPLY)
+    for message in queued():
+        apply(writer_module, message["Body"])
+
+    # Then the order is unchanged and unbound, and due for a poll
+    state, history = order_and_history(order["orderId"])
+    assert state["version"] == 1 and state["status"] == order["status"]
+    assert state.get("orderSessionKey") == order.get("orderSessionKey")
+    assert kinds(history)[-1].endswith("#untrusted")
+    assert state["nextPollAt"] <= clock.iso(now())
+
+
 # -- the single writer ----------------------------------------------------------------------
 
 
@@ -283,7 +394,7 @@ def writer(function_env, dead_letters):
     return module
 
 
-def make_order(status: str, *, session_key: str | None = None, pending: bool | None = None) -> dict:
+def make_order(status: str, *, session_key: str | None = None, pending: bool | None = None, bound: bool = True) -> dict:
     """An order at version 1 in the orders table (as evaluate_decline writes one)."""
     from decline_rescue.domain.updates import Change
 
@@ -291,7 +402,12 @@ def make_order(status: str, *, session_key: str | None = None, pending: bool | N
     pending = status in statuses.PENDING if pending is None else pending
     wiring.orders().commit(
         Change(order_id, None, status, 1, "api", clock.iso()),
-        order={"orderSessionKey": session_key or str(uuid.uuid4()), "amount": 1999, "currency": "USD", "isMIT": False},
+        order={
+            "amount": 1999,
+            "currency": "USD",
+            "isMIT": False,
+            **({"orderSessionKey": session_key or str(uuid.uuid4())} if bound else {}),
+        },
         next_poll_at=clock.iso(now() + timedelta(minutes=10)) if pending else None,
     )
     return wiring.orders().get_state(order_id)

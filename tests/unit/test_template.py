@@ -179,3 +179,13 @@ def test_the_poller_may_send_a_queued_decline_again():
     assert any("DeclinesQueue" in str(s["Resource"]) for s in sends)
     env = FUNCTIONS["PollOrdersFunction"]["Properties"]["Environment"]["Variables"]
     assert env["DECLINES_QUEUE_URL"] == {"Ref": "DeclinesQueue"}
+
+
+def test_every_aws_call_ends_inside_every_function_timeout():
+    """A call that retries past the function's timeout kills the invocation with work half
+    done (a webhook kept but not queued, a claim without its answer): botocore's retries
+    and timeouts are bounded so that the worst call ends with seconds to spare."""
+    from decline_rescue.infra import aws
+
+    shortest = min(int(f["Properties"].get("Timeout", 3)) for f in FUNCTIONS.values())
+    assert shortest - 2 >= aws.WORST_CALL_SECONDS, (aws.WORST_CALL_SECONDS, shortest)

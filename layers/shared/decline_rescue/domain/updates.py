@@ -86,6 +86,11 @@ class OrderUpdate:
             raise ValueError(f"{missing[0]} is required")
         return cls(**known)
 
+    @property
+    def delivery_nonce(self) -> str | None:
+        """The nonce of the webhook delivery this update came from (``webhook:<nonce>``)."""
+        return self.updateId.split(":", 1)[1] if self.source == "webhook" and ":" in self.updateId else None
+
     def to_message(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
 

@@ -12,6 +12,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+# Every AWS call ends well inside every function's timeout (10 s at the least): at most
+# ATTEMPTS tries of CONNECT + READ seconds, with standard-mode backoff between them (under
+# 1 s after a first failure). DynamoDB and SQS answer in milliseconds; a call that takes
+# seconds has failed, and the function must still answer (503) or report the failure
+# before Lambda kills it, instead of dying with work half done.
+CONNECT_SECONDS = 1.0
+READ_SECONDS = 2.0
+ATTEMPTS = 2
+WORST_CALL_SECONDS = ATTEMPTS * (CONNECT_SECONDS + READ_SECONDS) + 1.0
+
 _clients: dict[str, Any] = {}
 _session: Any = None
 _lock = threading.Lock()
@@ -36,7 +46,11 @@ def _make(service: str) -> Any:
         _session = botocore.session.get_session()
     return _session.create_client(
         service,
-        config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=2, read_timeout=5),
+        config=Config(
+            retries={"max_attempts": ATTEMPTS, "mode": "standard"},
+            connect_timeout=CONNECT_SECONDS,
+            read_timeout=READ_SECONDS,
+        ),
     )
 
 

@@ -12,7 +12,10 @@ Items (``pk`` / ``sk``):
   is one conditional ``ADD`` (``n < cap``) in the claim's transaction; expires after 32 days;
 - ``IDEM#<idempotencyKey>`` / ``IDEM``: the order a decline's idempotency key names
   (written with the order's claim, so one key never names two orders); kept 7 days;
-- ``NONCE#<x-fc-nonce>`` / ``NONCE``: a webhook nonce seen, kept past the allowed skew;
+- ``WEBHOOK#<x-fc-nonce>`` / ``WEBHOOK``: every verified webhook as it came (headers that
+  matter, the body's hash, the body with card data redacted), what became of it
+  (``delivery``: received, queued, ignored, invalid; ``result``: the writer's outcome);
+  kept 30 days, long past the allowed date skew, so a nonce is never accepted twice;
 - ``UNMATCHED#<ExternalOrderId>`` / ``<time>#<update id>``: a webhook for no known order.
 
 Pending orders carry ``pendingShard`` (``P0``..``P7``, from the orderId) and ``nextPollAt``:
@@ -446,23 +449,48 @@ class OrdersTable:
 
     # -- webhooks -------------------------------------------------------------------
 
-    def claim_nonce(self, nonce: str, *, keep_seconds: int) -> bool:
-        """Remember a webhook nonce; False when it was seen before (a replay)."""
+    def record_delivery(self, nonce: str, record: dict[str, Any], *, keep_seconds: int) -> str:
+        """Keep a verified webhook as it came (``WEBHOOK#<nonce>``: the headers that matter,
+        the body's hash, the body with card data redacted): ``new``; or, when this nonce came
+        before, ``received`` (the same body, not queued yet: an earlier attempt died),
+        ``queued`` (the same body, queued already) or ``other`` (another body: a replay)."""
         expires = int(datetime.now(UTC).timestamp()) + keep_seconds
+        item = {"pk": f"WEBHOOK#{nonce}", "sk": "WEBHOOK", **record, "delivery": "received", "expiresAt": expires}
         try:
             client("dynamodb").put_item(
+                TableName=self.table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+            return "new"
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+        before = self.delivery(nonce) or {}
+        if before.get("bodySha512") != record.get("bodySha512"):
+            return "other"
+        return "queued" if before.get("delivery") == "queued" else "received"
+
+    def delivery(self, nonce: str) -> dict[str, Any] | None:
+        """The kept webhook with this nonce (for an operator: "did FlexFactor tell us?")."""
+        key = {"pk": {"S": f"WEBHOOK#{nonce}"}, "sk": {"S": "WEBHOOK"}}
+        item = client("dynamodb").get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return _unmarshal(item) if item else None
+
+    def mark_delivery(self, nonce: str, **fields: Any) -> None:
+        """Note what became of a kept webhook (queued, ignored, the writer's outcome)."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":f{i}": value for i, value in enumerate(fields.values())}
+        try:
+            client("dynamodb").update_item(
                 TableName=self.table,
-                Item={"pk": {"S": f"NONCE#{nonce}"}, "sk": {"S": "NONCE"}, "expiresAt": {"N": str(expires)}},
-                ConditionExpression="attribute_not_exists(pk)",
+                Key={"pk": {"S": f"WEBHOOK#{nonce}"}, "sk": {"S": "WEBHOOK"}},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_marshal(values),
             )
         except ClientError as exc:
-            if _cancelled_by_condition(exc):
-                return False
-            raise
-        return True
-
-    def release_nonce(self, nonce: str) -> None:
-        client("dynamodb").delete_item(TableName=self.table, Key={"pk": {"S": f"NONCE#{nonce}"}, "sk": {"S": "NONCE"}})
+            if not _cancelled_by_condition(exc):  # (a record past its 30 days: nothing to note)
+                raise
 
     def record_unmatched(self, external_order_id: str, update_id: str, detail: dict[str, Any]) -> None:
         """A webhook about no order of ours: kept 90 days for investigation."""

@@ -34,7 +34,7 @@ from decline_rescue.runtime import deadline
 SERVICE = "secretsmanager"
 TARGET = "secretsmanager.GetSecretValue"
 CONTENT_TYPE = "application/x-amz-json-1.1"
-MAX_ATTEMPTS = 4
+MAX_ATTEMPTS = 2  # throttled answers, as infra.aws.ATTEMPTS: every call ends inside the function timeout
 # regions of the aws and aws-us-gov partitions, whose endpoints are secretsmanager.<region>.amazonaws.com
 _STANDARD_REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)-(gov-)?[a-z]+-\d+")
 _THROTTLED = frozenset(
@@ -126,12 +126,17 @@ def signature_headers(
 def _client(url: str):
     http = _clients.get(url)
     if http is None:
+        from decline_rescue.infra import aws
         from decline_rescue.infra.http import ProviderHttp
         from decline_rescue.runtime.settings import ProviderCallSettings
 
-        # as the botocore clients of infra.aws: 2 s to connect, 5 s to read, 4 attempts
+        # as the botocore clients of infra.aws
         calls = ProviderCallSettings(
-            connect_timeout=2.0, read_timeout=5.0, max_attempts=MAX_ATTEMPTS, budget_seconds=20.0, backoff_base=0.1
+            connect_timeout=aws.CONNECT_SECONDS,
+            read_timeout=aws.READ_SECONDS,
+            max_attempts=aws.ATTEMPTS,
+            budget_seconds=aws.WORST_CALL_SECONDS,
+            backoff_base=0.1,
         )
         http = _clients[url] = ProviderHttp(SERVICE, url, calls)
     return http

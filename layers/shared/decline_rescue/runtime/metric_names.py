@@ -18,6 +18,7 @@ DECLINE_MESSAGE_REJECTED = "DeclineMessageRejected"
 WEBHOOK_ACCEPTED = "WebhookAccepted"
 WEBHOOK_IGNORED = "WebhookIgnored"
 WEBHOOK_REJECTED = "WebhookRejected"
+WEBHOOK_REDELIVERED = "WebhookRedelivered"
 
 ORDER_UPDATE = {result: f"OrderUpdate_{result.value}" for result in Result}
 ORDER_UPDATE_UNTRUSTED = "OrderUpdateUntrusted"

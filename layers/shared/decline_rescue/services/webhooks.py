@@ -1,9 +1,20 @@
-"""FlexFactor webhooks: verify the signature (``providers.flexfactor.signatures``), refuse
-replays, queue the update for the single writer.
+"""FlexFactor webhooks: verify the signature (``providers.flexfactor.signatures``), keep
+the delivery as it came, queue the update for the single writer.
 
-The date must be within ``WEBHOOK_MAX_SKEW_SECONDS`` of now and the nonce never seen
-before (kept in DynamoDB past the skew window). A valid webhook is put on the
-order-updates queue; the provider gets 200 at once, duplicates included.
+A delivery cannot be lost, nor applied twice, wherever an invocation dies:
+1. the signature and date are checked (401 with the reason otherwise; an unauthenticated
+   request writes nothing);
+2. the delivery is kept under its nonce (``WEBHOOK#<nonce>``: headers that matter, the
+   body's SHA-512, the body with card data redacted; 30 days), in one conditional write;
+3. its update goes on the order-updates queue, and the delivery is marked queued.
+A delivery whose nonce was seen answers by what became of it: the same body not queued
+yet (the earlier attempt died between 2 and 3) is queued now; the same body queued
+already is answered 200 and not queued again (a retry, or a replay of a captured
+delivery: either way nothing changes); another body under a seen nonce is 401
+``replayed_nonce``. An update queued twice (an attempt died after sending it, before
+marking it) is applied once: the writer sees the second as a duplicate. The writer notes
+its outcome on the kept delivery, so an operator can answer "did FlexFactor tell us, and
+what did we do?".
 """
 
 from __future__ import annotations
@@ -78,9 +89,16 @@ def to_update(payload: Any, nonce: str) -> OrderUpdate | None:
 # -- the whole intake -----------------------------------------------------------------
 
 
+KEEP_DELIVERIES_SECONDS = 30 * 86400
+KEPT_HEADERS = ("x-fc-nonce", "x-fc-date", "host", "content-type", "x-fc-content-sha512", "user-agent")
+KEPT_BODY_CHARS = 16_384
+
+
 def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """Verify, refuse replays, queue: the 200 answer's body. Raises WebhookRejected (401)
-    or InvalidRequest (400, a signed body that is not a webhook)."""
+    """Verify, keep, queue: the 200 answer's body. Raises WebhookRejected (401) or
+    InvalidRequest (400, a signed body that is not a webhook)."""
+    import hashlib
+
     cfg = settings.lifecycle()
     lowered = {k.lower(): v for k, v in headers.items()}
     if len(body) > MAX_BODY_BYTES:
@@ -98,25 +116,57 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
         logger.warning("webhook rejected", extra={"reason": exc.reason})
         raise
-    if not wiring.orders().claim_nonce(nonce, keep_seconds=2 * cfg.webhook_max_skew_seconds + 60):
+    try:
+        payload: Any = json.loads(
+            body.decode("utf-8-sig"), parse_constant=writer.no_constant, parse_float=writer.finite
+        )
+        problem = None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        payload, problem = None, FieldProblem("body", "json", "is not valid JSON (UTF-8, finite numbers)")
+    kept = {
+        "headers": {name: lowered[name][:300] for name in KEPT_HEADERS if lowered.get(name)},
+        "bodySha512": hashlib.sha512(body).hexdigest(),
+        "body": _kept_body(payload, body),
+        "verified": True,
+        "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if isinstance(payload, dict):
+        kept.update(
+            {k: str(payload[k])[:200] for k in ("Event", "ExternalOrderId", "OrderId") if payload.get(k) is not None}
+        )
+    table = wiring.orders()
+    seen = table.record_delivery(nonce, kept, keep_seconds=KEEP_DELIVERIES_SECONDS)
+    if seen == "other":
         metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
         logger.warning("webhook rejected", extra={"reason": "replayed_nonce"})
-        raise WebhookRejected("replayed_nonce", "this x-fc-nonce was seen before")
+        raise WebhookRejected("replayed_nonce", "this x-fc-nonce came before with another body")
+    if seen == "queued":
+        metrics.add_metric(name=m.WEBHOOK_REDELIVERED, unit="Count", value=1)
+        return {"received": True, "queued": True, "duplicate": True}
     try:
-        payload = json.loads(body.decode("utf-8-sig"), parse_constant=writer.no_constant, parse_float=writer.finite)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8, finite numbers)")]) from None
-    update = to_update(payload, nonce)
+        if problem is not None:
+            raise InvalidRequest([problem])
+        update = to_update(payload, nonce)
+    except InvalidRequest as exc:
+        table.mark_delivery(nonce, delivery="invalid", result=exc.problems[0].as_dict() if exc.problems else {})
+        raise
     if update is None:
+        table.mark_delivery(nonce, delivery="ignored")
         metrics.add_metric(name=m.WEBHOOK_IGNORED, unit="Count", value=1)
         return {"received": True, "queued": False}
-    try:
-        writer.enqueue([update])
-    except Exception:
-        # not queued: forget the nonce, so the provider's retry of this very request is
-        # accepted instead of refused as a replay
-        wiring.orders().release_nonce(nonce)
-        raise
+    writer.enqueue([update])  # (a crash after this and before the mark: the retry queues it again, a duplicate)
+    table.mark_delivery(nonce, delivery="queued")
     metrics.add_metric(name=m.WEBHOOK_ACCEPTED, unit="Count", value=1)
     logger.info("webhook accepted", extra={"orderId": update.orderId, "event": update.providerStatus})
     return {"received": True, "queued": True}
+
+
+def _kept_body(payload: Any, body: bytes) -> str:
+    """The body as kept: card data redacted (in the JSON's values and under card keys),
+    at most KEPT_BODY_CHARS characters."""
+    text = (
+        json.dumps(redact(payload), separators=(",", ":"))
+        if payload is not None
+        else redact(body[:KEPT_BODY_CHARS].decode("utf-8", "replace"))
+    )
+    return text[:KEPT_BODY_CHARS]

@@ -188,9 +188,15 @@ def _decide_and_write(
     def change(status: str) -> Change:
         return Change(order_id, current, status, version + 1, update.source, iso(), update.reason, update.event)
 
+    distrust = None
     if update.orderSessionKey and known_key and update.orderSessionKey.lower() != str(known_key).lower():
-        # signed, but about another FlexFactor order than ours: believe only a poll
-        note("untrusted", why="orderSessionKey differs from the order's")
+        distrust = "orderSessionKey differs from the order's"  # signed, but about another FlexFactor order
+    elif update.source == "webhook" and not update.checkOnly and not (update.orderSessionKey and known_key):
+        # a webhook changes an order only when it names the FlexFactor order ours is bound
+        # to (bound by FlexFactor's own answer, or a poll): it never binds one itself
+        distrust = "the webhook has no OrderId" if not update.orderSessionKey else "the order is not bound yet"
+    if distrust:
+        note("untrusted", why=distrust)
         request_poll(order_id)
         metrics.add_metric(name=m.ORDER_UPDATE_UNTRUSTED, unit="Count", value=1)
         return Outcome(Result.UNTRUSTED, current)
@@ -284,7 +290,10 @@ def handle_message(body: str, *, message_id: str = "") -> str:
     except (ValueError, TypeError, RecursionError) as exc:
         _dead_letter(body, str(exc), message_id)
         return "rejected"
-    return str(apply(update).result)
+    outcome = apply(update)
+    if update.delivery_nonce:  # the kept webhook says what became of it
+        wiring.orders().mark_delivery(update.delivery_nonce, result=str(outcome.result), processedAt=iso())
+    return str(outcome.result)
 
 
 def no_constant(name: str) -> Any:
