@@ -257,6 +257,7 @@ def test_timeout_then_retry_makes_one_rescue(function_env, flexfactor_url):
     import time
 
     time.sleep(0.6)  # the late answers land at the provider
+    httpx.delete(flexfactor_url + "/__emulator/faults")  # (faults the first request's budget left unused)
     code, answer = post(module, body)
     assert code == 200 and answer["submitted"]
     assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
@@ -376,6 +377,42 @@ def test_partial_batch_failure_reports_only_the_failed_record(evaluate, function
     assert len(rejected) == 1
     assert PAN not in rejected[0]["Body"] and "321" not in rejected[0]["Body"]
     assert json.loads(rejected[0]["Body"])["error"]["code"] == "INVALID_REQUEST"
+    for m in messages:
+        sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_one_key_names_one_decline_across_cit_and_mit(evaluate, flexfactor_url):
+    # Given a customer-initiated decline answered under a key
+    body = cit()
+    assert post(evaluate, body)[0] == 200
+
+    # When the same key comes with a merchant-initiated decline (another order)
+    other = mit(idempotencyKey=body["idempotencyKey"])
+    code, answer = post(evaluate, other)
+
+    # Then it is refused: one key space for CIT and MIT, API and queue
+    assert code == 409 and answer["error"]["code"] == "IDEMPOTENCY_KEY_REUSED", answer
+
+
+def test_a_queued_decline_whose_key_is_taken_is_dead_lettered_at_once(evaluate, flexfactor_url, stack, moto_url):
+    # Given a decline answered under a key, and a queued one reusing that key for another order
+    body = cit()
+    assert post(evaluate, body)[0] == 200
+    event = json.loads((Path(__file__).parents[2] / "events" / "evaluate_decline" / "sqs_mit.json").read_text())
+    record = copy.deepcopy(event["Records"][0])
+    record["messageId"], record["body"] = "key-taken-1", json.dumps(mit(idempotencyKey=body["idempotencyKey"]))
+
+    # When the consumer gets it
+    result = invoke(evaluate, {"Records": [record]}, name=EVALUATE)
+
+    # Then it is not retried five times: it is on the DLQ now, with why
+    assert result == {"batchItemFailures": []}
+    sqs = aws_client(moto_url, "sqs")
+    dlq = stack.physical_ids["DeclinesDeadLetterQueue"]
+    messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])["Messages"]
+    mine = [m for m in messages if m["MessageAttributes"]["sourceMessageId"]["StringValue"] == "key-taken-1"]
+    assert len(mine) == 1
+    assert json.loads(mine[0]["Body"])["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     for m in messages:
         sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
 

@@ -52,6 +52,13 @@ class IdempotencyConflict(DeclineRescueError):
     code = "IDEMPOTENCY_KEY_REUSED"
 
 
+class OrderIdTaken(DeclineRescueError):
+    """The orderId names another decline (another idempotencyKey): 409."""
+
+    status_code = 409
+    code = "ORDER_CONFLICT"
+
+
 class RequestInProgress(DeclineRescueError):
     status_code = 409
     code = "REQUEST_IN_PROGRESS"
@@ -90,7 +97,7 @@ def _intake(
     ``status`` with its key, fingerprint, (RECEIVED) a lease and the card's
     ``reservation``, in one transaction; when it exists: this request's order as it is,
     or 409 when the orderId or the key belongs to another request."""
-    from decline_rescue.infra.orders_store import ClaimRefused, OrderConflict
+    from decline_rescue.infra.orders_store import ClaimRefused
 
     table = wiring.orders()
     fingerprint = request.fingerprint()
@@ -116,11 +123,11 @@ def _intake(
             if existing is None or existing.get("idempotencyKey") != request.idempotency_key:
                 if refused.key_taken:
                     raise _key_reused() from None
-                raise OrderConflict(
+                raise OrderIdTaken(
                     f"orderId {request.order_id} was submitted before with another idempotencyKey"
                 ) from None
     elif existing.get("idempotencyKey") != request.idempotency_key:
-        raise OrderConflict(f"orderId {request.order_id} was submitted before with another idempotencyKey")
+        raise OrderIdTaken(f"orderId {request.order_id} was submitted before with another idempotencyKey")
     if existing.get(FINGERPRINT) not in (fingerprint, ADOPTABLE):
         raise _key_reused()
     return existing, False
@@ -362,8 +369,9 @@ def handle_api(raw: Any) -> tuple[int, dict[str, Any]]:
 
 def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     """One declines-queue message (an evaluate payload). A message that can never
-    succeed (invalid) goes to the DLQ at once, card data redacted, instead of being
-    retried; transient failures raise, so the queue redelivers the message."""
+    succeed (invalid, or its idempotencyKey or orderId taken by another decline) goes to
+    the DLQ at once, card data redacted, instead of being retried five times; transient
+    failures raise, so the queue redelivers the message."""
     from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 
     try:
@@ -375,7 +383,11 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     except InvalidRequest as exc:
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}
-    return submit(request, source="queue")
+    try:
+        return submit(request, source="queue")
+    except (IdempotencyConflict, OrderIdTaken) as exc:  # the key or the orderId is another decline's
+        _dead_letter(body, exc, message_id)
+        return {"status": "REJECTED", "error": exc.body()["error"]}
 
 
 def _dead_letter(body: str, exc, message_id: str) -> None:
@@ -388,4 +400,4 @@ def _dead_letter(body: str, exc, message_id: str) -> None:
         payload = redact(body[:4096])
     sqs.dead_letter(settings.declines().declines_dlq_url, payload, redact(exc.body()["error"]), message_id)
     metrics.add_metric(name=m.DECLINE_MESSAGE_REJECTED, unit="Count", value=1)
-    logger.warning("queued decline rejected", extra={"messageId": message_id, "problems": len(exc.problems)})
+    logger.warning("queued decline rejected", extra={"messageId": message_id, "code": exc.code})
