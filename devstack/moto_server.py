@@ -8,11 +8,18 @@ claim). DynamoDB serialises conflicting writes instead. Here every DynamoDB and 
 Streams request runs under one lock, so concurrent clients (the local runtime's
 execution environments, threads in a test) see the atomic, isolated table they would on
 AWS; the requests themselves still arrive concurrently, over HTTP, from other processes.
+
+And ``TransactWriteItems`` honours ``ClientRequestToken`` as DynamoDB does: botocore
+sends one token per call and the same token on its retries, and a retry of a
+transaction that succeeded (its answer was lost to a read timeout) succeeds again without
+writing again (moto would refuse it: its conditions no longer hold). Tokens are kept ten
+minutes, as DynamoDB keeps them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -32,6 +39,30 @@ def _serialised(handler: type) -> None:
 
 _serialised(DynamoHandler)
 _serialised(DynamoDBStreamsHandler)
+
+TOKEN_SECONDS = 600.0
+_tokens: dict[str, tuple[float, object]] = {}  # ClientRequestToken -> (when, the answer)
+
+
+def _idempotent_transactions() -> None:
+    original = DynamoHandler.transact_write_items
+
+    def transact_write_items(self):
+        token = (self.body or {}).get("ClientRequestToken")
+        now = time.monotonic()
+        for old in [t for t, (when, _) in _tokens.items() if now - when > TOKEN_SECONDS]:
+            del _tokens[old]
+        if token and token in _tokens:
+            return _tokens[token][1]
+        answer = original(self)  # (a cancelled transaction raises: only a success is kept)
+        if token:
+            _tokens[token] = (now, answer)
+        return answer
+
+    DynamoHandler.transact_write_items = transact_write_items
+
+
+_idempotent_transactions()
 
 
 def main() -> None:

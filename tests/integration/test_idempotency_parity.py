@@ -187,10 +187,10 @@ def test_a_failed_request_is_run_again_by_its_retry(side, flexfactor_url):
 
 def test_a_repeat_while_the_first_is_at_work_is_told_so(side, flexfactor_url):
     body = cit()
-    queue_faults(flexfactor_url, "evaluate", {"delay": 0.6})
+    queue_faults(flexfactor_url, "evaluate", {"delay": 2.5})
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(side.call, body)
-        time.sleep(0.25)  # the first has claimed its key and is waiting on FlexFactor
+        time.sleep(1.0)  # the first has claimed its key and is waiting on FlexFactor
         second = pool.submit(side.call, body)
         kinds = [first.result().kind, second.result().kind]
     assert kinds == [ANSWER, IN_PROGRESS]
