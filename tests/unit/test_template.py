@@ -189,3 +189,11 @@ def test_every_aws_call_ends_inside_every_function_timeout():
 
     shortest = min(int(f["Properties"].get("Timeout", 3)) for f in FUNCTIONS.values())
     assert shortest - 2 >= aws.WORST_CALL_SECONDS, (aws.WORST_CALL_SECONDS, shortest)
+
+
+def test_whoever_writes_a_queued_order_knows_when_it_is_due():
+    """evaluate_decline writes a QUEUED order's first nextPollAt; the poller reschedules
+    it: both must be told the same QueuedResendSeconds."""
+    for function in ("EvaluateDeclineFunction", "PollOrdersFunction"):
+        env = FUNCTIONS[function]["Properties"]["Environment"]["Variables"]
+        assert env["QUEUED_RESEND_SECONDS"] == {"Ref": "QueuedResendSeconds"}, function

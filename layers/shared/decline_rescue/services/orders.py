@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from decline_rescue.domain.errors import DeclineRescueError
-from decline_rescue.domain.updates import QUEUED_MESSAGE
+from decline_rescue.domain.updates import ANSWER, FINGERPRINT, QUEUED_MESSAGE
 from decline_rescue.runtime import wiring
 
-# bookkeeping of the store and the writer, not the merchant's business
-_HIDDEN = frozenset({"pk", "sk", "pendingShard", "eventKeys", QUEUED_MESSAGE})
+# bookkeeping of the store, the writer and the intake, not the merchant's business
+_HIDDEN = frozenset(
+    {"pk", "sk", "pendingShard", "eventKeys", "leaseUntil", "reservation", QUEUED_MESSAGE, FINGERPRINT, ANSWER}
+)
 
 
 class OrderNotFound(DeclineRescueError):
