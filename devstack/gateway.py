@@ -4,6 +4,11 @@ Maps each request to the route's function as an API Gateway proxy event (v1, the
 format REST APIs send), enforces ``x-api-key`` where the template asks for it (403
 ``Forbidden``, as API Gateway answers), and turns the function's answer back into HTTP
 (502 ``Internal server error`` when the function fails, as API Gateway does).
+
+The server is threaded (``ServerThread``: a thread per request), so concurrent requests
+reach the function concurrently, each in an execution environment of its own, as far as
+the function's limit allows (``devstack.environments``). Every answer from a function
+carries ``X-Local-Pid``, the process of the environment that served it (local only).
 """
 
 from __future__ import annotations
@@ -113,9 +118,14 @@ class Gateway:
         route, params = found
         if route.api_key_required and request.headers.get("x-api-key") != self.api_key:
             return _message(403, "Forbidden")(environ, start_response)
-        ok, result = self.invoke(route.function, self.event(request, route, params))
+        outcome = self.invoke(route.function, self.event(request, route, params))
+        ok, result = outcome
+        pid = getattr(outcome, "pid", None)
+        local = {"X-Local-Pid": str(pid)} if pid is not None else {}
         if not ok or not isinstance(result, dict) or "statusCode" not in result:
-            return _message(502, "Internal server error")(environ, start_response)
+            response = _message(502, "Internal server error")
+            response.headers.update(local)
+            return response(environ, start_response)
         body = result.get("body") or ""
         data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
         response = Response(data, status=int(result["statusCode"]))
@@ -127,4 +137,5 @@ class Gateway:
             for value in values:
                 response.headers.add(key, str(value))
         response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        response.headers.update(local)
         return response(environ, start_response)

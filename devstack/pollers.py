@@ -1,7 +1,9 @@
 """Local event source mappings: what Lambda's pollers do for SQS queues and DynamoDB streams.
 
-SQS: for each mapping in the template, a thread long-polls the queue, hands the function an
-SQS event of up to the mapping's batch size, deletes the records that succeeded and, with
+SQS: for each mapping in the template, threads long-poll the queue (several batches in the
+function at once, as Lambda's pollers scale, up to the mapping's MaximumConcurrency and
+the function's environments). Each hands the function an SQS event of up to the
+mapping's batch size, deletes the records that succeeded and, with
 ``ReportBatchItemFailures``, leaves the failed ones for redelivery (the whole batch when
 the function itself fails). Redelivery waits the queue's visibility timeout on AWS; here
 a failed record becomes visible again after ``retry_delay`` seconds so that local runs and
@@ -9,7 +11,8 @@ tests do not wait a minute. moto counts receives and moves a record to the DLQ a
 redrive policy's maxReceiveCount, as SQS does.
 
 DynamoDB streams: a thread reads each shard in order and hands the function batches of
-the records that pass the mapping's filters. A failing batch blocks its shard, as on AWS:
+the records that pass the mapping's filters, one batch of a shard in the function at a
+time (the shard's order is kept). A failing batch blocks its shard, as on AWS:
 it is retried (bisected first with ``BisectBatchOnFunctionError``, or from the first
 failed record with ``ReportBatchItemFailures``) until ``MaximumRetryAttempts`` or
 ``MaximumRecordAgeInSeconds`` give up on it; then an invocation record goes to the
@@ -158,6 +161,15 @@ def _sqs_filter_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class SqsPoller:
+    """Lambda's poller for one SQS event source mapping.
+
+    ``concurrency`` threads each receive a batch and invoke the function with it, so up
+    to that many batches of the queue are in the function at once, as Lambda scales a
+    queue's pollers (up to the mapping's ``ScalingConfig.MaximumConcurrency``; the stack
+    passes the smaller of that and the function's environment limit). ``poll_once`` runs
+    one receive and invocation in the caller's thread (tests).
+    """
+
     def __init__(
         self,
         mapping: EventSourceMapping,
@@ -166,25 +178,35 @@ class SqsPoller:
         *,
         retry_delay: int = 1,
         wait_seconds: int = 1,
+        concurrency: int = 1,
     ) -> None:
         self.mapping = mapping
         self.sqs = sqs
         self.invoke = invoke
         self.retry_delay = retry_delay
         self.wait_seconds = wait_seconds
+        self.concurrency = max(1, concurrency)
         self.queue_url = sqs.get_queue_url(QueueName=mapping.queue_arn.rsplit(":", 1)[1])["QueueUrl"]
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"sqs-{mapping.function}")
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True, name=f"sqs-{mapping.function}-{i}")
+            for i in range(self.concurrency)
+        ]
+        self._counts = threading.Lock()
         self.batches = 0
         self.skipped = 0  # messages deleted unseen because they matched no filter
 
     def start(self) -> SqsPoller:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.wait_seconds + 5)
+        deadline = time.monotonic() + self.wait_seconds + 5
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -207,11 +229,13 @@ class SqsPoller:
         if not messages:
             return 0
         wanted = [m for m in messages if self._wanted(m)]
-        self.skipped += len(messages) - len(wanted)
+        with self._counts:
+            self.skipped += len(messages) - len(wanted)
         failed: set[str] = set()
         if wanted:
             ok, result = self.invoke(self.mapping.function, sqs_event(wanted, self.mapping.queue_arn))
-            self.batches += 1
+            with self._counts:
+                self.batches += 1
             failed = {m["MessageId"] for m in wanted}
             if ok:
                 if self.mapping.report_batch_item_failures and isinstance(result, dict):

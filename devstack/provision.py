@@ -35,6 +35,7 @@ class FunctionSpec:
     timeout: int
     memory: int
     runtime: str
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions, when the template sets it
 
 
 @dataclass
@@ -70,6 +71,7 @@ class EventSourceMapping:
     max_retry_attempts: int = -1  # streams; -1: until the record expires
     max_record_age: int = -1  # streams, seconds; -1: until the record expires
     on_failure: str | None = None  # streams: the on-failure destination's ARN
+    maximum_concurrency: int | None = None  # SQS: ScalingConfig.MaximumConcurrency
 
 
 @dataclass
@@ -148,7 +150,15 @@ class Provisioner:
         for logical_id, resource in resources.items():
             kind = resource["Type"]
             if kind == "AWS::Lambda::Function":
-                wanted = ("Handler", "Environment", "Layers", "Timeout", "MemorySize", "Runtime")
+                wanted = (
+                    "Handler",
+                    "Environment",
+                    "Layers",
+                    "Timeout",
+                    "MemorySize",
+                    "Runtime",
+                    "ReservedConcurrentExecutions",
+                )
                 props = resolver.resolve({k: v for k, v in resource["Properties"].items() if k in wanted})
                 stack.functions[logical_id] = FunctionSpec(
                     logical_id=logical_id,
@@ -163,6 +173,11 @@ class Provisioner:
                     timeout=int(props.get("Timeout", 3)),
                     memory=int(props.get("MemorySize", 128)),
                     runtime=props.get("Runtime", ""),
+                    reserved_concurrency=(
+                        int(props["ReservedConcurrentExecutions"])
+                        if props.get("ReservedConcurrentExecutions") is not None
+                        else None
+                    ),
                 )
             elif kind == "AWS::ApiGateway::RestApi":
                 stack.routes.extend(self._routes(resource))
@@ -323,6 +338,11 @@ def _event_source_mapping(function: str, props: dict[str, Any]) -> EventSourceMa
         max_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
         max_record_age=int(props.get("MaximumRecordAgeInSeconds", -1)),
         on_failure=props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
+        maximum_concurrency=(
+            int(props["ScalingConfig"]["MaximumConcurrency"])
+            if props.get("ScalingConfig", {}).get("MaximumConcurrency") is not None
+            else None
+        ),
     )
 
 

@@ -1,10 +1,20 @@
 """The local stack: moto server, provider emulators, Lambda runtimes and the API gateway.
 
 ``LocalStack`` starts each part as its own process (moto and the emulators as servers,
-one runtime process per function), provisions what template.yaml declares into moto,
+a pool of runtime processes per function, ``devstack.environments``), provisions what
+template.yaml declares into moto,
 stores the provider credentials in the template's secrets, and serves the template's
 API routes on the gateway port. Every process's output is collected, line by line,
 into one log file (and echoed when asked), so a run can be searched afterwards.
+
+Functions run as Lambda runs them: concurrent invocations in separate execution
+environments, up to ``LOCAL_FUNCTION_CONCURRENCY`` (4) per function, fewer with the
+template's ``ReservedConcurrentExecutions``; over the limit an invocation waits. An
+environment that dies mid-invocation answers ``Runtime.ExitError`` and is replaced.
+``LocalStack.kill(function, which="busy"|"any")`` SIGKILLs one from outside;
+``LOCAL_CHAOS_KILL_PROBABILITY`` (with ``LOCAL_CHAOS_SEED``, ``LOCAL_CHAOS_FUNCTIONS``) or
+``LocalStack.set_chaos`` makes runtimes SIGKILL themselves at random points mid-invocation;
+``LocalStack.runtime_stats()`` counts what happened.
 """
 
 from __future__ import annotations
@@ -12,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import (
@@ -32,11 +40,13 @@ from devstack.emulators.cybersource import (
     TESTREST_SHARED_SECRET,
 )
 from devstack.emulators.flexfactor import DEFAULT_APP_KEY, DEFAULT_APP_SECRET
+from devstack.environments import Chaos, FunctionWorker, Invocation, default_concurrency
+from devstack.environments import terminate as _terminate
+from devstack.environments import wait_http as _wait_http
 from devstack.events_tap import EventsTap
 from devstack.gateway import Gateway
 from devstack.pollers import SqsPoller, StreamPoller
-from devstack.provision import FunctionSpec, Provisioner, Stack
-from devstack.runtime import INVOKE_PATH
+from devstack.provision import Provisioner, Stack
 from devstack.schedules import ScheduleTicker
 from devstack.template import ROOT
 
@@ -151,6 +161,11 @@ class StackConfig:
     webhook_key: str = field(default_factory=lambda: _webhook_key(None))
     # how fast the FlexFactor emulator moves orders along (seconds per step)
     flexfactor_step_seconds: float = 2.0
+    # the most execution environments (processes) a function gets: LOCAL_FUNCTION_CONCURRENCY, 4
+    function_concurrency: int = field(default_factory=default_concurrency)
+    # kill environments at random points mid-invocation: LOCAL_CHAOS_KILL_PROBABILITY (0: off),
+    # LOCAL_CHAOS_SEED, LOCAL_CHAOS_FUNCTIONS (comma-separated logical ids; empty: all)
+    chaos: Chaos = field(default_factory=Chaos.from_env)
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -222,28 +237,6 @@ class LogSink:
             self._file.close()
 
 
-def _wait_http(
-    url: str, timeout: float = 30.0, process: subprocess.Popen | None = None, expect: str | None = None
-) -> None:
-    """Wait until ``url`` answers (with ``expect`` in its body, when given) and the
-    process serving it is still alive: a port held by something else must not pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode} (is the port in use?)")
-        try:
-            response = httpx.get(url, timeout=1.0)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-            continue
-        if expect is not None and expect not in response.text:
-            raise RuntimeError(f"{url} is answered by something else: is the port in use?")
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode} (is the port in use?)")
-        return
-    raise RuntimeError(f"{url} did not come up within {timeout}s")
-
-
 def ensure_free(port: int, what: str, variable: str) -> None:
     with socket.socket() as sock:
         try:
@@ -269,82 +262,6 @@ class _SinkHandler(logging.Handler):
             self.sink.write(self.source, record.getMessage())
         except ValueError:  # the sink is closed: the stack is stopping
             pass
-
-
-class FunctionWorker:
-    """One local execution environment for a function (its own process and env)."""
-
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], logs: LogSink) -> None:
-        self.spec = spec
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        path = os.pathsep.join([spec.code_dir, *spec.layer_dirs, str(ROOT)])
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "devstack.runtime",
-                "--handler",
-                spec.handler,
-                "--name",
-                spec.name,
-                "--memory",
-                str(spec.memory),
-                "--timeout",
-                str(spec.timeout),
-                "--fd",
-                str(listener.fileno()),
-            ],
-            env={**env, "PYTHONPATH": path},
-            cwd=spec.code_dir,
-            start_new_session=True,
-            pass_fds=(listener.fileno(),),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        listener.close()
-        logs.pump(spec.logical_id, self.process.stdout)
-        self._client = httpx.Client(
-            base_url=self.url,
-            timeout=httpx.Timeout(spec.timeout + 5.0, connect=30.0),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
-        self._lock = threading.Lock()
-
-    def wait_ready(self) -> None:
-        _wait_http(self.url + "/", timeout=60.0, process=self.process)
-
-    def invoke(self, event: dict[str, Any]) -> tuple[bool, Any]:
-        """(succeeded, result or error payload), like Lambda's RequestResponse invoke."""
-        with self._lock:
-            try:
-                response = self._client.post(INVOKE_PATH, json=event)
-            except httpx.HTTPError as exc:
-                return False, {"errorMessage": f"runtime unreachable: {exc}", "errorType": "RuntimeError"}
-        return "X-Amz-Function-Error" not in response.headers, response.json()
-
-    def stop(self) -> None:
-        self._client.close()
-        _terminate(self.process)
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    """Stop a child and its process group (it was started in a session of its own)."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                process.kill()
-            process.wait()
 
 
 class LocalStack:
@@ -506,6 +423,8 @@ class LocalStack:
                     "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
                 },
                 self.logs,
+                concurrency=cfg.function_concurrency,
+                chaos=cfg.chaos,
             )
         for worker in self.workers.values():
             worker.wait_ready()
@@ -515,8 +434,14 @@ class LocalStack:
             if mapping.function not in self.workers:
                 continue
             if mapping.source == "sqs":
+                # Lambda runs several batches of a queue at once, up to MaximumConcurrency
+                limit = self.workers[mapping.function].limit
                 poller: SqsPoller | StreamPoller = SqsPoller(
-                    mapping, sqs, self.invoke, retry_delay=cfg.sqs_retry_seconds
+                    mapping,
+                    sqs,
+                    self.invoke,
+                    retry_delay=cfg.sqs_retry_seconds,
+                    concurrency=max(1, min(limit, mapping.maximum_concurrency or limit)),
                 )
             elif mapping.source == "dynamodb":
                 poller = StreamPoller(
@@ -591,8 +516,31 @@ class LocalStack:
                 ),
             )
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> tuple[bool, Any]:
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Invocation:
+        """Invoke a function synchronously: ``(ok, result)``, with the environment's ``pid``."""
         return self.workers[logical_id].invoke(event)
+
+    def kill(self, function: str, which: str = "busy", wait: float = 5.0) -> int | None:
+        """SIGKILL an execution environment of ``function`` (a logical id), as Lambda
+        environments die: ``busy``, one running an invocation (waiting up to ``wait``
+        seconds for one), which then answers ``Runtime.ExitError``; ``any``, any live one.
+        The killed process's pid, or None when there was none to kill."""
+        return self.workers[function].kill(which, wait=wait)
+
+    def set_chaos(self, probability: float, seed: int | None = None, functions: tuple[str, ...] = ()) -> None:
+        """Switch the chaos kills on (or off, with 0) for later invocations of ``functions``
+        (logical ids; empty: all), as ``LOCAL_CHAOS_KILL_PROBABILITY`` does at start."""
+        self.config.chaos = Chaos(probability, seed, tuple(functions))
+        for worker in self.workers.values():
+            worker.set_chaos(self.config.chaos)
+
+    def runtime_stats(self) -> dict[str, dict[str, Any]]:
+        """Per function: environments started and discarded (by reason), invocations,
+        peak concurrency, chaos-armed invocations and the kill points that killed."""
+        return {
+            name: {**dict(worker.stats), "limit": worker.limit, "chaos_kills": list(worker.chaos_kills)}
+            for name, worker in self.workers.items()
+        }
 
     def stop(self) -> None:
         for ticker in self.tickers:
@@ -623,12 +571,19 @@ class LocalStack:
         self.stop()
 
     def describe(self) -> str:
+        chaos = self.config.chaos
         lines = [
             f"  API gateway   {self.gateway_url}   (x-api-key: {self.config.api_key})",
             f"  moto server   {self.moto_url}",
             f"  Cybersource   {self.cybersource_url}" + ("   (emulator)" if self.config.cybersource.emulated else ""),
             f"  FlexFactor    {self.flexfactor_url}" + ("   (emulator)" if self.config.flexfactor.emulated else ""),
             f"  logs          {self.config.log_file}",
+            f"  functions     up to {self.config.function_concurrency} execution environments each"
+            + (
+                f"; chaos kills {chaos.probability:g} of invocations (seed {chaos.seed})"
+                if chaos.probability > 0
+                else ""
+            ),
             "  routes:",
         ]
         assert self.stack is not None
