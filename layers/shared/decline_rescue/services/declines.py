@@ -66,7 +66,7 @@ class RequestInProgress(DeclineRescueError):
 
 # -- idempotency: the claim, its key and its lease ------------------------------------
 
-LEASE_MARGIN_MS = 1000
+LEASE_MARGIN_MS = 2000  # recording the answer after the provider's last call
 
 _lambda_context: Any = None
 
@@ -79,10 +79,15 @@ def register_context(context: Any) -> None:
 
 
 def _lease_until() -> int:
+    """Until when this request works on its order: its provider calls end within the
+    provider budget (and the invocation), and recording the answer takes a moment more.
+    A request that dies leaves a lease that lapses that soon: its retry, or the queue's
+    redelivery, goes on (FlexFactor answers a repeated key with the same order)."""
     now = int(time.time() * 1000)
+    budget = int(settings.flexfactor().calls.budget_seconds * 1000)
     if _lambda_context is not None:
-        return now + max(int(_lambda_context.get_remaining_time_in_millis()), LEASE_MARGIN_MS)
-    return now + int(settings.flexfactor().calls.budget_seconds * 1000) + LEASE_MARGIN_MS
+        budget = min(budget, int(_lambda_context.get_remaining_time_in_millis()))
+    return now + max(budget, 0) + LEASE_MARGIN_MS
 
 
 def _intake(
