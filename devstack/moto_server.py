@@ -14,6 +14,14 @@ sends one token per call and the same token on its retries, and a retry of a
 transaction that succeeded (its answer was lost to a read timeout) succeeds again without
 writing again (moto would refuse it: its conditions no longer hold). Tokens are kept ten
 minutes, as DynamoDB keeps them.
+
+And a stream's shard iterator reads the table's live shard: moto undoes a cancelled
+transaction by putting a copy of the table back, whose stream shard is a copy too, so an
+iterator taken before would go on reading the old shard: the records of the cancelled
+transaction (changes that never happened) and, under their sequence numbers, never the
+records written after (changes lost). DynamoDB Streams never shows a cancelled
+transaction's writes. Iterators are also kept for a bounded number of reads (moto keeps
+every one it ever handed out).
 """
 
 from __future__ import annotations
@@ -63,6 +71,28 @@ def _idempotent_transactions() -> None:
 
 
 _idempotent_transactions()
+
+KEPT_ITERATORS = 10_000
+
+
+def _live_shards() -> None:
+    from moto.dynamodbstreams.models import ShardIterator
+
+    read = ShardIterator.get
+
+    def get(self, limit: int = 1000):
+        table = self.streams_backend.dynamodb.get_table(self.stream_shard.table.name)
+        self.stream_shard = table.stream_shard  # the live shard, not one a rollback replaced
+        answer = read(self, limit)
+        iterators = self.streams_backend.shard_iterators
+        while len(iterators) > KEPT_ITERATORS:
+            del iterators[next(iter(iterators))]
+        return answer
+
+    ShardIterator.get = get
+
+
+_live_shards()
 
 
 def main() -> None:
