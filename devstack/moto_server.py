@@ -15,6 +15,13 @@ transaction that succeeded (its answer was lost to a read timeout) succeeds agai
 writing again (moto would refuse it: its conditions no longer hold). Tokens are kept ten
 minutes, as DynamoDB keeps them.
 
+A cancelled transaction is undone item by item: moto deep-copies every table a
+transaction touches before it runs (its rollback), a cost that grows with the table
+(tens of milliseconds per transaction once a test session has written a few thousand
+items) and, with the one lock, delays every other request; here only the items the
+transaction names are kept, and put back, with the stream's records of the cancelled
+writes dropped.
+
 And a stream's shard iterator reads the table's live shard: moto undoes a cancelled
 transaction by putting a copy of the table back, whose stream shard is a copy too, so an
 iterator taken before would go on reading the old shard: the records of the cancelled
@@ -71,6 +78,56 @@ def _idempotent_transactions() -> None:
 
 
 _idempotent_transactions()
+
+
+def _item_rollback() -> None:
+    import copy
+    import types
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    # moto's transact_write_items deep-copies each table it touches and puts the copy back
+    # on failure: make that copy the table itself (so putting it back changes nothing)...
+    models.copy = types.SimpleNamespace(
+        deepcopy=lambda value, memo=None: value if isinstance(value, Table) else copy.deepcopy(value, memo),
+        copy=copy.copy,
+    )
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self, transact_items):
+        # ...and keep, before it runs, the items it names and where each stream ends
+        kept, streams = [], {}
+        for entry in transact_items:
+            try:
+                _, op = next(iter(entry.items()))
+                table = self.tables[op["TableName"]]
+                attrs = op["Item"] if "Item" in op else op["Key"]
+                key = {k: attrs[k] for k in (table.hash_key_attr, table.range_key_attr) if k}
+                before = self.get_item(op["TableName"], key)
+            except Exception:  # noqa: BLE001,S112 - moto's own validation answers for it below
+                continue
+            kept.append((op["TableName"], key, copy.deepcopy(before.to_json()["Attributes"]) if before else None))
+            if table.stream_shard is not None:
+                streams.setdefault(op["TableName"], (table, len(table.stream_shard.items)))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for name, key, before in reversed(kept):
+                if before is None:
+                    if self.get_item(name, key) is not None:
+                        self.delete_item(name, key)
+                else:
+                    self.put_item(name, before)
+            for table, length in streams.values():
+                del table.stream_shard.items[length:]  # a cancelled write never reaches the stream
+            raise
+
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+
+_item_rollback()
 
 KEPT_ITERATORS = 10_000
 

@@ -493,35 +493,140 @@ def test_zip_code_spellings_accepted(spelling):
     assert accept(raw).billingInformation.zipCode == "10001"
 
 
-def test_unknown_fields_kept_at_any_depth():
-    raw = edit(
-        mit(),
-        {
-            "partnerRef": "p-1",
-            "nested": {"a": {"b": [1, 2]}},
-            "transaction.merchantAdviceCode": "24",
-            "payer.loyaltyTier": "gold",
-            "billingInformation.county": "SF",
-            "paymentMethod.network": "visa",
-            "subscription.trialDays": 7,
-            "threeDSecure.eci": "05",
-            "orderItems.0.color": "red",
-            "merchant.region": "west",
-            "affiliate.channel": "email",
-        },
+UNKNOWN = {
+    "partnerRef": "p-1",
+    "nested": {"a": {"b": [1, 2]}},
+    "payer.loyaltyTier": "gold",
+    "billingInformation.county": "SF",
+    "paymentMethod.network": "visa",
+    "subscription.trialDays": 7,
+    "threeDSecure.eci": "05",
+    "orderItems.0.color": "red",
+    "merchant.region": "west",
+    "affiliate.channel": "email",
+}
+
+
+def test_unknown_fields_are_dropped_at_any_depth_and_named():
+    # Given a valid MIT carrying fields that are neither the contract's nor vetted
+    raw = edit(mit(), UNKNOWN)
+
+    # When it is validated
+    request = accept(raw)
+
+    # Then it is accepted, nothing unknown is forwarded (or fingerprinted), and the
+    # dropped fields are named for a log line
+    body = request.to_provider()
+    assert _keys(body).isdisjoint({"partnerRef", "nested", "loyaltyTier", "county", "network", "trialDays", "eci"})
+    assert _keys(body).isdisjoint({"color", "region", "channel"})
+    assert body == accept(mit()).to_provider()
+    assert request.fingerprint() == accept(mit()).fingerprint()
+    assert request.dropped_fields() == sorted(
+        [
+            "affiliate.channel",
+            "billingInformation.county",
+            "merchant.region",
+            "nested",
+            "orderItems[0].color",
+            "partnerRef",
+            "payer.loyaltyTier",
+            "paymentMethod.network",
+            "subscription.trialDays",
+            "threeDSecure.eci",
+        ]
     )
-    body = accept(raw).to_provider()
-    assert body["partnerRef"] == "p-1"
-    assert body["nested"] == {"a": {"b": [1, 2]}}
-    assert body["transaction"]["merchantAdviceCode"] == "24"
-    assert body["payer"]["loyaltyTier"] == "gold"
-    assert body["billingInformation"]["county"] == "SF"
-    assert body["paymentMethod"]["network"] == "visa"
-    assert body["subscription"]["trialDays"] == 7
-    assert body["threeDSecure"]["eci"] == "05"
-    assert body["orderItems"][0]["color"] == "red"
-    assert body["merchant"]["region"] == "west"
-    assert body["affiliate"]["channel"] == "email"
+    assert accept(mit()).dropped_fields() == []
+
+
+@pytest.mark.parametrize(("value", "kept"), [("24", "24"), (" 21 ", "21"), (3, 3)], ids=["text", "padded", "int"])
+def test_vetted_extra_merchant_advice_code_is_forwarded(value, kept):
+    request = accept(edit(cit(), {"transaction.merchantAdviceCode": value}))
+    assert request.to_provider()["transaction"]["merchantAdviceCode"] == kept
+    assert request.dropped_fields() == []
+
+
+@pytest.mark.parametrize("value", ["twenty-four", True, 100, 2.5, {"a": 1}, ""], ids=str)
+def test_vetted_extra_merchant_advice_code_is_checked(value):
+    assert problems(edit(cit(), {"transaction.merchantAdviceCode": value})) == {
+        ("transaction.merchantAdviceCode", "advice_code")
+    }
+
+
+def test_additional_fields_are_the_way_to_send_more():
+    raw = edit(cit(), {"additionalFields": [{"key": "campaign", "value": "spring"}]})
+    assert accept(raw).to_provider()["additionalFields"] == [{"key": "campaign", "value": "spring"}]
+
+
+# -- bounded ----------------------------------------------------------------------------
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        node = {"a": node}
+    return node
+
+
+@pytest.mark.parametrize("depth", [32, 255, 5000], ids=["33-in-all", "255", "5000"])
+def test_an_unknown_field_nested_too_deep_is_refused_not_a_crash(depth):
+    # Given a decline with an unknown field nested deeper than DynamoDB's 32 levels
+    raw = edit(cit(), {"partnerData": _nested(depth)})
+
+    # When it is validated / Then: 400 naming where, never a RecursionError or a 500
+    error = refuse(raw)
+    assert [(p.field.split(".")[0], p.rule) for p in error.problems] == [("partnerData", "too_deep")]
+
+
+def test_nesting_within_the_limit_is_accepted_and_dropped():
+    request = accept(edit(cit(), {"partnerData": _nested(31)}))  # 32 levels in all
+    assert "partnerData" in request.dropped_fields()
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"orderItems": [{"sku": f"S{i}"} for i in range(101)]}, ("orderItems", "too_long")),
+        ({"additionalFields": [{"key": "k", "value": "v"}] * 51}, ("additionalFields", "too_long")),
+        ({"payer.phone": "1" * 1025}, ("payer.phone", "string_too_long")),
+        ({"transaction.dynamicDescriptor": "x" * 1025}, ("transaction.dynamicDescriptor", "string_too_long")),
+        ({"orderItems.0.quantity": 10**12}, ("orderItems[0].quantity", "less_than_equal")),
+        ({"orderItems.0.amount": 10**13}, ("orderItems[0].amount", "less_than_equal")),
+        ({"orderId": "o" * 129}, ("orderId", "format")),
+        ({"orderId": "-starts-with-dash"}, ("orderId", "format")),
+        ({"orderId": "ord/1"}, ("orderId", "format")),
+        ({"orderId": "ord\u00e9"}, ("orderId", "format")),
+    ],
+    ids=[
+        "101-items",
+        "51-additional-fields",
+        "long-phone",
+        "long-descriptor",
+        "huge-quantity",
+        "huge-item-amount",
+        "orderId-129",
+        "orderId-dash-first",
+        "orderId-slash",
+        "orderId-non-ascii",
+    ],
+)
+def test_lengths_and_formats_are_bounded(changes, expected):
+    assert expected in problems(edit(cit(), changes))
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    [
+        "ord-1a2b3c4d5e6f",
+        "mit-0123456789ab",
+        "bench-mit-0123456789abcdef",
+        "ed44736a-b5fa-4bc2-bfb9-0e873bc09511",
+        "987-654-321",
+        "A.b_c:d-e",
+        "o" * 128,
+    ],
+)
+def test_order_id_formats_in_use_are_accepted(order_id):
+    assert accept(edit(cit(), {"orderId": order_id})).orderId == order_id
 
 
 @pytest.mark.parametrize(
@@ -659,6 +764,199 @@ def test_card_guard_comes_first_even_when_the_body_is_broken():
     assert error.problems[0].field == "paymentMethod.cardNumber"
     assert error.problems[0].rule == "card_number_not_allowed"
     assert PAN not in _all_text(error)
+
+
+# -- card data in every field, however written ------------------------------------------
+
+FULL_WIDTH = "".join(chr(0xFF10 + int(d)) for d in PAN)
+ARABIC_INDIC = "".join(chr(0x0660 + int(d)) for d in PAN)
+WRITTEN = {
+    "tabs": "4111\t1111\t1111\t1111",
+    "slashes": "4111/1111/1111/1111",
+    "dots": "4111.1111.1111.1111",
+    "underscores": "4111_1111_1111_1111",
+    "newlines": "4111\n1111\n1111\n1111",
+    "spaced-dashes": "4111 - 1111 - 1111 - 1111",
+    "zero-width-spaces": "4111\u200b1111\u200b1111\u200b1111",
+    "full-width": FULL_WIDTH,
+    "arabic-indic": ARABIC_INDIC,
+    "in-text": f"ref {PAN} thanks",
+    "int": int(PAN),
+    "negative-int": -int(PAN),
+    "float": float(PAN),
+    "float-exponent": 4.111111111111111e15,
+    "float-split": 41111111.11111111,
+}
+FIELDS = [
+    "orderId",
+    "payer.id",
+    "transaction.id",
+    "merchant.id",
+    "affiliate.id",
+    "orderItems.0.sku",
+    "orderItems.1.name",
+    "paymentMethod.cardFingerprint",
+    "siteId",
+    "mid",
+    "customerIp",
+    "billingInformation.addressLine1",
+    "additionalFields",
+    "partnerRef",
+]
+
+
+def _place(field: str, value: Any) -> dict[str, Any]:
+    if field == "additionalFields":
+        return {"additionalFields": [{"key": "note", "value": value}]}
+    return {field: value}
+
+
+def _named(field: str) -> str:
+    return (
+        {"additionalFields": "additionalFields[0].value"}.get(field, field)
+        .replace(".0.", "[0].")
+        .replace(".1.", "[1].")
+    )
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["tokens-only", "card-numbers-allowed"])
+@pytest.mark.parametrize("written", list(WRITTEN))
+def test_a_card_number_however_written_is_refused_under_an_identifier(written, allow):
+    # Given a decline whose payer.id holds a card number, written to slip past a guard
+    raw = edit(cit(), {"payer.id": WRITTEN[written]})
+
+    # When it is validated (card numbers allowed or not: that is for paymentMethod.cardNumber only)
+    error = refuse(raw, allow_card_numbers=allow)
+
+    # Then it is refused naming the field and the rule, without repeating the number
+    assert ("payer.id", "card_number_not_allowed") in {(p.field, p.rule) for p in error.problems}
+    assert PAN not in _all_text(error) and FULL_WIDTH not in _all_text(error)
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["tokens-only", "card-numbers-allowed"])
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("written", ["plain", "tabs", "float"])
+def test_a_card_number_is_refused_in_every_field(field, written, allow):
+    value = PAN if written == "plain" else WRITTEN[written]
+    error = refuse(edit(cit(), _place(field, value)), allow_card_numbers=allow)
+    assert (_named(field), "card_number_not_allowed") in {(p.field, p.rule) for p in error.problems}
+    assert PAN not in _all_text(error)
+
+
+@pytest.mark.parametrize("written", ["tabs", "slashes", "full-width", "float", "int"])
+def test_a_card_number_as_payment_method_card_number_is_refused_however_written(written):
+    error = refuse(edit(cit(), {"paymentMethod.cardNumber": WRITTEN[written]}))
+    assert ("paymentMethod.cardNumber", "card_number_not_allowed") in {(p.field, p.rule) for p in error.problems}
+
+
+@pytest.mark.parametrize("allow", [False, True], ids=["tokens-only", "card-numbers-allowed"])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"cvv": "123"}, "cvv"),
+        ({"securityCode": "123"}, "securityCode"),
+        ({"paymentMethod.cvvCode": "123"}, "paymentMethod.cvvCode"),
+        ({"paymentMethod.card_cvv": 123}, "paymentMethod.card_cvv"),
+        ({"paymentMethod.cvv": "123"}, "paymentMethod.cvv"),
+        ({"payer.CVV_NUMBER": "123"}, "payer.CVV_NUMBER"),
+        ({"merchant.verificationValue": "123"}, "merchant.verificationValue"),
+        ({"orderItems.0.cvc2": "123"}, "orderItems[0].cvc2"),
+        ({"meta": {"card": {"security-code": "1234"}}}, "meta.card.security-code"),
+        ({"transaction.cardSecurityCode": "123"}, "transaction.cardSecurityCode"),
+        ({"cardCode": "123"}, "cardCode"),
+        ({"cid": "1234"}, "cid"),
+        ({"\uff23\uff36\uff36": "123"}, "\uff23\uff36\uff36"),  # full-width CVV
+        ({"additionalFields": [{"key": "CVV", "value": "123"}]}, "additionalFields[0].value"),
+        ({"cvv": {"value": "123"}}, "cvv"),
+    ],
+    ids=[
+        "cvv",
+        "top-securityCode",
+        "cvvCode",
+        "card_cvv-int",
+        "paymentMethod-cvv",
+        "CVV_NUMBER",
+        "merchant-verificationValue",
+        "item-cvc2",
+        "nested-security-code",
+        "cardSecurityCode",
+        "cardCode",
+        "cid",
+        "full-width-key",
+        "additional-field-keyed-cvv",
+        "object-under-cvv",
+    ],
+)
+def test_a_key_naming_a_cvv_is_refused_at_any_depth(changes, field, allow):
+    # Given a CVV sent under some other name, anywhere
+    raw = edit(cit(), changes) if "." in next(iter(changes)) else {**cit(), **changes}
+
+    # When it is validated (even with card numbers allowed: only paymentMethod.verificationValue may hold one)
+    error = refuse(raw, allow_card_numbers=allow)
+
+    # Then it is refused naming that key, and the code is not repeated
+    assert {(p.field, p.rule) for p in error.problems} == {(field, "cvv_not_allowed")}
+    assert "123" not in " ".join(p.message for p in error.problems)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"decidedAt": "2026-11-22"},
+        {"cvcCheck": "pass"},
+        {"payer.accidentalCid": "x"},
+        {"cvv": ""},
+        {"cvv": None},
+        {"transaction.cvvResultCode": "N"},
+        {"transaction.cavvResultCode": "7"},
+        {"transaction.timestampUtc": "2026-11-22T10:15:00.123456+00:00"},
+        {"payer.phone": "+1 (555) 123-4567"},
+        {"customerIp": "2001:db8:85a3::8a2e:370:7334"},
+        {"orderId": "2026-11-22-1234567"},
+        {"subscription.schemeTransactionId": "411111111111116"},  # a Luhn-valid 15-digit Visa TID
+        {"subscription.schemeTransactionId": "987654321234560"},
+    ],
+    ids=[
+        "decidedAt",
+        "cvcCheck",
+        "accidentalCid",
+        "empty-cvv",
+        "null-cvv",
+        "cvvResultCode",
+        "cavvResultCode",
+        "microsecond-timestamp",
+        "phone",
+        "ipv6",
+        "dated-orderId",
+        "visa-tid",
+        "seed-visa-tid",
+    ],
+)
+def test_what_only_looks_like_card_data_is_accepted(changes):
+    base = mit() if "subscription" in next(iter(changes)) else cit()
+    raw = edit(base, changes) if "." in next(iter(changes)) else {**base, **changes}
+    accept(raw)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["372425119311008", "4111111111111111", "4111 1111 1111 1111"],
+    ids=["amex-15", "visa-16", "visa-spaced"],
+)
+def test_a_card_number_as_scheme_transaction_id_is_refused(value):
+    assert problems(edit(mit(), {"subscription.schemeTransactionId": value})) == {
+        ("subscription.schemeTransactionId", "card_number_not_allowed")
+    }
+
+
+def test_cards_allowed_still_refuse_a_card_number_anywhere_else():
+    raw = edit(cit(), {"paymentMethod.cardNumber": PAN, "paymentMethod.verificationValue": "123", "orderId": PAN})
+    assert problems(raw, allow_card_numbers=True) == {("orderId", "card_number_not_allowed")}
+
+
+def test_full_width_card_number_allowed_is_matched_against_bin_and_last4():
+    raw = edit(cit(), {"paymentMethod.cardNumber": FULL_WIDTH, "paymentMethod.cardBinNumber": "411112"})
+    assert problems(raw, allow_card_numbers=True) == {("paymentMethod.cardBinNumber", "card_mismatch")}
 
 
 @pytest.mark.parametrize("token", [True, None], ids=["token-true", "token-absent"])

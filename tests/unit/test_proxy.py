@@ -252,6 +252,47 @@ def test_errors_are_answered_logged_and_counted():
     assert lines[0]["level"] == "WARNING" and lines[0]["error_code"] == "INVALID_REQUEST"
 
 
+# -- bodies the old reader let through: the strict loader refuses them -----------------
+
+
+@pytest.mark.parametrize(
+    ("body", "b64", "field", "rule"),
+    [
+        ('{"orderId": "a", "orderId": "b"}', False, "orderId", "duplicate_key"),
+        ('{"transaction": {"amount": NaN}}', False, "transaction.amount", "not_finite"),
+        ('{"transaction": {"amount": Infinity}}', False, "transaction.amount", "not_finite"),
+        ('{"transaction": {"amount": 1e999}}', False, "transaction.amount", "not_finite"),
+        ('{"x": ' + '{"a": ' * 254 + "{}" + "}" * 255, False, "body", "too_deep"),
+        ("[" * 5000 + "]" * 5000, False, "body", "too_deep"),
+        (base64.b64encode(b'{"a": 1, "a": 2}').decode(), True, "a", "duplicate_key"),
+        (base64.b64encode(b'{"a": NaN}').decode(), True, "a", "not_finite"),
+        ("[" * 50_000, False, "body", "json"),
+        ('{"a": "\\ud800"}', False, "a", "json"),
+    ],
+    ids=[
+        "duplicate-key",
+        "nan",
+        "infinity",
+        "overflow",
+        "255-deep",
+        "5000-deep",
+        "b64-duplicate",
+        "b64-nan",
+        "unbalanced",
+        "lone-surrogate",
+    ],
+)
+def test_json_body_refuses_what_json_loads_let_through(body, b64, field, rule):
+    # Given a body json.loads would have taken (or crashed on) / When routed
+    answer, lines, _ = _run(_router().resolve, _event("POST", "/declines", body, b64=b64))
+
+    # Then a 400 naming the field and the rule: never a 500, never a rewritten body
+    assert answer["statusCode"] == 400, answer
+    details = json.loads(answer["body"])["error"]["details"]
+    assert (details[0]["field"], details[0]["rule"]) == (field, rule)
+    assert [line["message"] for line in lines] == ["request refused"]
+
+
 # -- SQS partial batch responses ------------------------------------------------------
 
 

@@ -24,10 +24,21 @@ from decline_rescue.domain.carddata import redact
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):
-    """Powertools' JSON formatter with card data removed before serialisation."""
+    """Powertools' JSON formatter with card data removed before serialisation, by the
+    detector the /evaluate contract refuses card data with (``domain.carddata``: card
+    numbers after Unicode normalisation, with any separators, in strings, integers and
+    floats; values under keys naming a CVV or a card number; nesting past
+    ``carddata.REDACT_MAX_DEPTH`` replaced). A record redaction cannot read is never
+    printed as it came: a line saying so is printed instead (a log line must not fail)."""
 
     def serialize(self, log: dict) -> str:
-        return super().serialize(redact(log))
+        try:
+            safe = redact(log)
+        except Exception as exc:  # noqa: BLE001 - the record is dropped, never printed unredacted
+            kept = ("level", "timestamp", "service")  # (ours, never the caller's data)
+            safe = {key: log[key] for key in kept if isinstance(log.get(key), str)}
+            safe["message"] = f"log record not printed: redaction failed ({type(exc).__name__})"
+        return super().serialize(safe)
 
 
 def tracing_enabled() -> bool:

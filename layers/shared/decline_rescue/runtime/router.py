@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from decline_rescue.domain import strict_json
 from decline_rescue.domain.carddata import redact
 from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest
 from decline_rescue.runtime import metric_names as m
@@ -106,17 +107,24 @@ class Request:
         return self.event.get("headers") or {}
 
     def json_body(self) -> Any:
-        """The request body as JSON, ``None`` when empty; 400 naming ``body`` when not JSON."""
+        """The request body as JSON, ``None`` when empty; else ``strict_json.loads``: a
+        400 naming the field and rule for a body that is not UTF-8 JSON, larger than
+        ``MAX_BODY_BYTES``, nested deeper than 32, or holding a duplicate key or a
+        non-finite number."""
         raw = self.event.get("body")
         if raw is None or not raw.strip():
             return None
         encoded = bool(self.event.get("isBase64Encoded"))
         if len(raw) > MAX_BODY_BYTES * (4 / 3 if encoded else 1):
             raise InvalidRequest([FieldProblem("body", "too_large", f"must be at most {MAX_BODY_BYTES} bytes")])
-        try:
-            return json.loads(base64.b64decode(raw.encode()).decode() if encoded else raw)
-        except (ValueError, UnicodeDecodeError, binascii.Error, RecursionError):
-            raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8)")]) from None
+        if encoded:
+            try:
+                data: str | bytes = base64.b64decode(raw.encode())
+            except (ValueError, binascii.Error):
+                raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON (UTF-8)")]) from None
+        else:
+            data = raw
+        return strict_json.loads(data, max_bytes=MAX_BODY_BYTES)
 
     def raw_body(self) -> bytes:
         """The request body's exact bytes (signatures are over them), whatever the content type."""

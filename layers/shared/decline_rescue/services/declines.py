@@ -198,7 +198,11 @@ def parse(raw: Any) -> EvaluateRequest:
     cfg = settings.declines()
     if isinstance(raw, dict) and not (raw.get("mid") and raw.get("siteId")):
         raw = {**wiring.flexfactor_merchant(), **{k: v for k, v in raw.items() if v not in (None, "")}}
-    return validate_request(raw, allow_card_numbers=cfg.allow_card_numbers)
+    request = validate_request(raw, allow_card_numbers=cfg.allow_card_numbers)
+    dropped = request.dropped_fields()
+    if dropped:  # (field paths only: never their values)
+        logger.info("fields outside the contract dropped", extra={"fields": dropped[:25]})
+    return request
 
 
 def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -372,19 +376,19 @@ def handle_api(raw: Any) -> tuple[int, dict[str, Any]]:
     return 200, submit(request, source="api")
 
 
+MAX_MESSAGE_BYTES = 256 * 1024  # SQS's own limit
+
+
 def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     """One declines-queue message (an evaluate payload). A message that can never
     succeed (invalid, or its idempotencyKey or orderId taken by another decline) goes to
     the DLQ at once, card data redacted, instead of being retried five times; transient
     failures raise, so the queue redelivers the message."""
-    from decline_rescue.domain.errors import FieldProblem, InvalidRequest
+    from decline_rescue.domain import strict_json
+    from decline_rescue.domain.errors import InvalidRequest
 
     try:
-        try:
-            raw = json.loads(body)
-        except (ValueError, RecursionError):
-            raise InvalidRequest([FieldProblem("body", "json", "is not valid JSON")]) from None
-        request = parse(raw)
+        request = parse(strict_json.loads(body, max_bytes=MAX_MESSAGE_BYTES))
     except InvalidRequest as exc:
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}
@@ -397,11 +401,14 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
 
 def _dead_letter(body: str, exc, message_id: str) -> None:
     from decline_rescue.domain.carddata import redact
+    from decline_rescue.domain.errors import InvalidRequest
     from decline_rescue.infra import sqs
 
     try:
-        payload: Any = redact(json.loads(body))
-    except (ValueError, RecursionError):
+        from decline_rescue.domain import strict_json
+
+        payload: Any = redact(strict_json.loads(body, max_bytes=MAX_MESSAGE_BYTES))
+    except (InvalidRequest, ValueError, RecursionError):
         payload = redact(body[:4096])
     sqs.dead_letter(settings.declines().declines_dlq_url, payload, redact(exc.body()["error"]), message_id)
     metrics.add_metric(name=m.DECLINE_MESSAGE_REJECTED, unit="Count", value=1)

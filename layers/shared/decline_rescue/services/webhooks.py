@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from decline_rescue.domain import strict_json
 from decline_rescue.domain.carddata import redact
 from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 from decline_rescue.domain.updates import OrderUpdate
@@ -64,10 +65,13 @@ def to_update(payload: Any, nonce: str) -> OrderUpdate | None:
     if name in vocabulary.WEBHOOK_IGNORED:
         return None
     stamp = _text(payload, "TimeStamp")
+    external = _text(payload, "ExternalOrderId")
+    if external is not None:
+        strict_json.check_order_id(external, "ExternalOrderId")  # (a card number never becomes a key)
     common = {
         "updateId": f"webhook:{nonce}",
         "source": "webhook",
-        "orderId": _text(payload, "ExternalOrderId"),
+        "orderId": external,
         "orderSessionKey": _text(payload, "OrderId"),
         "providerStatus": event[:100],
         "observedAt": stamp,
@@ -117,12 +121,10 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         logger.warning("webhook rejected", extra={"reason": exc.reason})
         raise
     try:
-        payload: Any = json.loads(
-            body.decode("utf-8-sig"), parse_constant=writer.no_constant, parse_float=writer.finite
-        )
+        payload: Any = strict_json.loads(body.removeprefix(b"\xef\xbb\xbf"), max_bytes=MAX_BODY_BYTES)
         problem = None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        payload, problem = None, FieldProblem("body", "json", "is not valid JSON (UTF-8, finite numbers)")
+    except InvalidRequest as exc:
+        payload, problem = None, exc.problems[0]
     kept = {
         "headers": {name: lowered[name][:300] for name in KEPT_HEADERS if lowered.get(name)},
         "bodySha512": hashlib.sha512(body).hexdigest(),

@@ -18,8 +18,6 @@ transaction, reaches the event publisher through the table's stream (``order_eve
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -281,32 +279,28 @@ def enqueue(updates: list[OrderUpdate]) -> None:
     sqs.send(url, [(u.to_message(), sqs.attributes(orderId=u.orderId, source=u.source)) for u in updates])
 
 
+MAX_MESSAGE_BYTES = 256 * 1024  # SQS's own limit
+
+
 def handle_message(body: str, *, message_id: str = "") -> str:
     """One order-updates message: the outcome's name. A malformed message can never
     succeed: it goes to the DLQ at once, with why; a conflict raises, so the queue
     redelivers the message."""
+    from decline_rescue.domain import strict_json
+    from decline_rescue.domain.errors import InvalidRequest
+
     try:
-        update = OrderUpdate.from_message(json.loads(body, parse_constant=no_constant, parse_float=finite))
-    except (ValueError, TypeError, RecursionError) as exc:
+        update = OrderUpdate.from_message(strict_json.loads(body, max_bytes=MAX_MESSAGE_BYTES))
+    except InvalidRequest as exc:
+        _dead_letter(body, exc.message, message_id)
+        return "rejected"
+    except (ValueError, TypeError) as exc:
         _dead_letter(body, str(exc), message_id)
         return "rejected"
     outcome = apply(update)
     if update.delivery_nonce:  # the kept webhook says what became of it
         wiring.orders().mark_delivery(update.delivery_nonce, result=str(outcome.result), processedAt=iso())
     return str(outcome.result)
-
-
-def no_constant(name: str) -> Any:
-    """json.loads' ``parse_constant``: NaN and Infinity are refused."""
-    raise ValueError(f"{name} is not a JSON number DynamoDB can store")
-
-
-def finite(text: str) -> float:
-    """json.loads' ``parse_float``, refusing what DynamoDB cannot store (1e999 reads as infinity)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]} is out of range")
-    return value
 
 
 def _dead_letter(body: str, why: str, message_id: str) -> None:
