@@ -323,3 +323,15 @@ def test_logger_prints_a_deep_hostile_record_without_card_data():
 def test_non_ascii_text_with_a_card_number_is_redacted_normalised():
     assert redact_text(f"carte {FULL_WIDTH} merci") == f"carte {REDACTED_PAN} merci"
     assert redact_text("caf\u00e9 sans num\u00e9ro") == "caf\u00e9 sans num\u00e9ro"  # nothing found: as it was
+
+
+def test_a_uuid_is_an_identifier_not_a_card_number():
+    """An idempotencyKey or a request id whose first groups happen to be all digits must
+    not be refused or redacted as a card number (it was, about once in twenty thousand)."""
+    import uuid
+
+    all_digits = "22404997-1234-4123-8123-123456789012"  # 8+4+4 digits: Luhn-valid runs inside
+    assert find_pans(all_digits) == [] and redact({"requestId": all_digits}) == {"requestId": all_digits}
+    assert not any(find_pans(str(uuid.uuid4())) for _ in range(20_000))
+    # a card number beside a UUID is still found
+    assert find_pans(f"{all_digits} 4111 1111 1111 1111") == ["4111111111111111"]

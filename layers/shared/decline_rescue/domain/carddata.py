@@ -169,9 +169,19 @@ def _chain_spans(text: str, offset: int, found: dict[tuple[int, int], str]) -> N
                     found[(offset + groups[i][0], offset + groups[j][1])] = joined[first:last]
 
 
+# An RFC 4122 UUID (idempotency keys, request ids) is an identifier, not five digit groups:
+# one whose first groups happen to be all digits would otherwise read as a card number
+# about once in twenty thousand (a UUID is 32 hex digits; a card number 13-19 digits).
+_UUID = re.compile(
+    r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[1-8][0-9A-Fa-f]{3}-[89abAB][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
+)
+
+
 def _spans(text: str) -> list[tuple[int, int, str]]:
     """Every card number in normalised ``text``: (start, end, digits), in order."""
     found: dict[tuple[int, int], str] = {}
+    if "-" in text:
+        text = _UUID.sub(lambda m: "u" * len(m.group()), text)  # (same length: offsets hold)
     for match in _CHAIN.finditer(text):
         if match.end() - match.start() >= PAN_MIN_DIGITS:
             _chain_spans(match.group(), match.start(), found)
