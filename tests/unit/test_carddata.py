@@ -335,3 +335,17 @@ def test_a_uuid_is_an_identifier_not_a_card_number():
     assert not any(find_pans(str(uuid.uuid4())) for _ in range(20_000))
     # a card number beside a UUID is still found
     assert find_pans(f"{all_digits} 4111 1111 1111 1111") == ["4111111111111111"]
+
+
+def test_a_hex_fingerprint_or_hash_is_an_identifier_not_a_card_number():
+    """A card fingerprint (32 hex) or a hash with letters in it must not be refused for a
+    run of 13 decimal digits inside it (about one in five hundred were)."""
+    import hashlib
+    import uuid
+
+    assert find_pans("4111111111111111")  # (a card number on its own)
+    assert find_pans("ab4111111111111111cdef0123456789ab") == []  # the same 16 digits inside a hex token
+    assert not any(find_pans(uuid.uuid4().hex) for _ in range(20_000))
+    assert not any(find_pans(hashlib.sha256(str(i).encode()).hexdigest()) for i in range(5_000))
+    # a card number glued to a short word is still one
+    assert find_pans("card4111111111111111") == ["4111111111111111"]

@@ -172,6 +172,9 @@ def _chain_spans(text: str, offset: int, found: dict[tuple[int, int], str]) -> N
 # An RFC 4122 UUID (idempotency keys, request ids) is an identifier, not five digit groups:
 # one whose first groups happen to be all digits would otherwise read as a card number
 # about once in twenty thousand (a UUID is 32 hex digits; a card number 13-19 digits).
+# So is a long hexadecimal token with letters in it (a card fingerprint, a hash): a run of
+# 13 decimal digits inside one passes the Luhn check about once in five hundred tokens.
+_HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])(?=[0-9A-Fa-f]*[A-Fa-f])(?=[0-9A-Fa-f]*[0-9])[0-9A-Fa-f]{24,}(?![0-9A-Za-z])")
 _UUID = re.compile(
     r"(?<![0-9A-Za-z])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[1-8][0-9A-Fa-f]{3}-[89abAB][0-9A-Fa-f]{3}-[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
 )
@@ -182,6 +185,7 @@ def _spans(text: str) -> list[tuple[int, int, str]]:
     found: dict[tuple[int, int], str] = {}
     if "-" in text:
         text = _UUID.sub(lambda m: "u" * len(m.group()), text)  # (same length: offsets hold)
+    text = _HEX_TOKEN.sub(lambda m: "x" * len(m.group()), text)
     for match in _CHAIN.finditer(text):
         if match.end() - match.start() >= PAN_MIN_DIGITS:
             _chain_spans(match.group(), match.start(), found)
