@@ -2,6 +2,7 @@
 #   make demo    - the main job on the local stack, end to end, with a summary
 #   make test    - lint (ruff, sam validate --lint), the test suite, sam build
 #   make local   - the local stack in the foreground until Ctrl-C
+#   make chaos   - the local stack on its worst day, then an audit (ARGS="--orders 300 --kill 0.05 ...")
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ SDK_VENV := .venv-sdk
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint pytest unit build validate local bench clean
+.PHONY: help venv demo test lint pytest unit build validate local bench chaos clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -67,6 +68,9 @@ test: lint pytest build
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
+
+chaos: $(BIN)/.installed
+	$(BIN)/python -m devstack.chaos $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .ruff_cache

@@ -575,3 +575,31 @@ def test_provider_refusal_of_a_queued_decline_is_recorded_not_retried(function_e
     assert order["reason"]["rule"] == "provider_validation"
     assert order["reason"]["errors"][0]["field"] == "transaction.amount"
     assert poller.poll_once() == 0, "the message was consumed, not left to retry into the DLQ"
+
+
+def test_a_queued_decline_invalid_when_dequeued_ends_not_submitted(function_env, flexfactor_url, stack, moto_url):
+    """An MIT accepted QUEUED whose expiryDateUtc passes while its message waits: the order
+    ends NOT_SUBMITTED with why, instead of a message dead-lettered and sent again forever."""
+    import time
+
+    # Given an MIT accepted through the API, expiring in a moment
+    body = mit(expiryDateUtc=(now() + timedelta(seconds=1.5)).isoformat())
+    evaluate, _ = function_env(EVALUATE)
+    assert post(evaluate, body)[0] == 202
+
+    # When its message is taken off the queue after the expiry
+    time.sleep(2.0)
+    event = json.loads((Path(__file__).parents[2] / "events" / "evaluate_decline" / "sqs_mit.json").read_text())
+    record = copy.deepcopy(event["Records"][0])
+    record["messageId"], record["body"] = "expired-1", json.dumps(body)
+    assert invoke(evaluate, {"Records": [record]}, name=EVALUATE) == {"batchItemFailures": []}
+
+    # Then the order is NOT_SUBMITTED with the rule, and nothing was dead-lettered for it
+    order = get_order(function_env, body["orderId"])[1]
+    assert order["status"] == "NOT_SUBMITTED" and order["reason"]["rule"] == "invalid_when_dequeued"
+    assert order["reason"]["errors"][0]["field"] == "expiryDateUtc"
+    sqs = aws_client(moto_url, "sqs")
+    dlq = sqs.receive_message(
+        QueueUrl=stack.physical_ids["DeclinesDeadLetterQueue"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", [])
+    assert not [m for m in dlq if m["MessageAttributes"]["sourceMessageId"]["StringValue"] == "expired-1"]

@@ -387,9 +387,13 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     from decline_rescue.domain import strict_json
     from decline_rescue.domain.errors import InvalidRequest
 
+    raw: Any = None
     try:
-        request = parse(strict_json.loads(body, max_bytes=MAX_MESSAGE_BYTES))
+        raw = strict_json.loads(body, max_bytes=MAX_MESSAGE_BYTES)
+        request = parse(raw)
     except InvalidRequest as exc:
+        if _close_queued_order(raw, exc):
+            return {"status": NOT_SUBMITTED, "error": exc.body()["error"]}
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}
     try:
@@ -397,6 +401,41 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
     except (IdempotencyConflict, OrderIdTaken) as exc:  # the key or the orderId is another decline's
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}
+
+
+def _close_queued_order(raw: Any, exc) -> bool:
+    """A message accepted through the API (its order QUEUED under the same key) that is
+    no longer valid when it is taken off the queue (its expiryDateUtc passed while it
+    waited, or a retry's): the order ends NOT_SUBMITTED with why, instead of a message the
+    poller would send again forever. True when it was this message's order."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("orderId"), str):
+        return False
+    from decline_rescue.domain import strict_json
+    from decline_rescue.domain.errors import InvalidRequest
+
+    try:
+        order_id = strict_json.check_order_id(raw["orderId"])
+    except InvalidRequest:
+        return False
+    state = wiring.orders().get_state(order_id)
+    if not state or state.get("status") != QUEUED or state.get("idempotencyKey") != raw.get("idempotencyKey"):
+        return False
+    reason = {
+        "rule": "invalid_when_dequeued",
+        "detail": exc.message,
+        "errors": [p.as_dict() for p in exc.problems[:25]],
+    }
+    update = OrderUpdate(
+        updateId=f"queue:{state['idempotencyKey']}",
+        source="queue",
+        orderId=order_id,
+        status=NOT_SUBMITTED,
+        reason=reason,
+    )
+    writer.apply(update, state=state, fields={ANSWER: _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)})
+    metrics.add_metric(name=m.DECLINE_NOT_SUBMITTED, unit="Count", value=1)
+    logger.info("queued decline invalid when dequeued", extra={"orderId": order_id, "problems": len(exc.problems)})
+    return True
 
 
 def _dead_letter(body: str, exc, message_id: str) -> None:
