@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark, print the table, write bench/results.md.
 
 ``python -m bench [--quick] [--only name,name]``; names: cold_start, capture_context,
-declines, webhooks, polling, cost.
+declines, webhooks, polling, cost, events.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from bench.core import ROOT, BenchEnv, Row, markdown, table
 
-BENCHMARKS = ("cold_start", "capture_context", "declines", "webhooks", "polling", "cost")
+BENCHMARKS = ("cold_start", "capture_context", "declines", "webhooks", "polling", "cost", "events")
 
 
 def main() -> int:

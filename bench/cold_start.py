@@ -64,12 +64,11 @@ def lambda_handler(event, context):
 # why a function misses its target when it does (from the profiles in bench/results.md)
 EXPLAIN = {
     "EvaluateDeclineFunction": (
-        "its import is the decline contract (pydantic: its models are built at import), Powertools' "
-        "idempotency (which imports boto3) and httpx for FlexFactor, and its first event is a whole "
-        "customer-initiated decline: the idempotency record, the claim, the card's budget, FlexFactor's "
-        "token and evaluation, the recorded outcome and its event. Closing the gap would take a contract "
-        "without pydantic and idempotency without Powertools' utility: a rewrite of the validated input "
-        "and of the exactly-once answer, not a cold-start fix"
+        "its import is the decline contract (pydantic: its models are built at import) and httpx for "
+        "FlexFactor, and its first event is a whole customer-initiated decline: the card's counters, the "
+        "claim with its key and reservation, FlexFactor's token and evaluation, the recorded answer. "
+        "Closing the gap would take a contract without pydantic: a rewrite of the validated input, not a "
+        "cold-start fix"
     ),
     "PollOrdersFunction": (
         "its first event reads the eight shards of the pending index (their first pages at once), "

@@ -19,11 +19,25 @@ are played here (one ReceiveMessage and one DeleteMessageBatch per message, batc
 one, as at low volume). Time is compressed ``SCALE`` times (poll delays, FlexFactor's
 steps, the schedule), so each order is polled as often as it would be in real time.
 
+Order events (issue 9): the writers no longer publish; the orders table's stream feeds
+PublishOrderEventsFunction, the only function that calls PutEvents. Its mapping is run
+here for real, not modelled: ``devstack.pollers.StreamPoller`` with the template's
+mapping (its filter: new history items with a ``changeId``) reads the table's stream
+after every other invocation and invokes the publisher's handler in this process
+(metered like the others, under the lifecycle whose change it publishes), with batches
+of one record (one change per invocation, as at low volume, like the SQS triggers). So
+the publisher's Lambda requests, its duration at its memory and its PutEvents entries
+are counted as measured. The stream's own reads (DescribeStream, GetShardIterator,
+GetRecords by the mapping's poller) are not counted: stream reads by a Lambda trigger
+are free.
+
 DynamoDB capacity: reads from each answer's items (AWS's item-size rules); writes from
-the table's stream (NEW_AND_OLD_IMAGES, turned on for the run): the larger of the before
-and after images, doubled in transactions, plus the pending index's writes (one to add or
-drop an entry, two when its key changes). Lambda: each invocation's measured duration at
-the function's configured memory (template.yaml, through the harness's stack spec).
+the orders table's own stream (the template's, NEW_IMAGE: each write's before-image is
+the key's previous record's image, read from the stream's start, where the table began):
+the larger of the before and after images, doubled in transactions, plus the pending
+index's writes (one to add or drop an entry, two when its key changes). Lambda: each
+invocation's measured duration at the function's configured memory (template.yaml,
+through the harness's stack spec).
 """
 
 from __future__ import annotations
@@ -63,7 +77,9 @@ FUNCTIONS = (
     "ApplyOrderUpdateFunction",
     "OrdersApiFunction",
     "PollOrdersFunction",
+    "PublishOrderEventsFunction",
 )
+PUBLISHER = "PublishOrderEventsFunction"
 PATHS = {
     "cit_sale": "CIT sale: POST /declines -> APPROVED (+ order.completed webhook)",
     "cit_capture": "CIT authorization: -> CAPTUREREQUIRED, captured after 10 min (+ 2 webhooks, polls)",
@@ -189,13 +205,12 @@ class Lifecycles:
             json={"webhook_url": self.receiver.url + "/webhooks/flexfactor", "webhook_key": WEBHOOK_KEY},
         ).raise_for_status()
         ddb = self.h.client("dynamodb")
-        for logical in ("OrdersTable", "IdempotencyTable"):
-            answer = ddb.update_table(
-                TableName=self.ids[logical],
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
-            self.streams[self.ids[logical]] = answer["TableDescription"]["LatestStreamArn"]
-        self.tables = {name: ddb.describe_table(TableName=name)["Table"] for name in self.streams}
+        # the orders table's own stream (the template's): no other table is written
+        orders = ddb.describe_table(TableName=self.ids["OrdersTable"])["Table"]
+        if not (orders.get("StreamSpecification") or {}).get("StreamEnabled"):
+            raise RuntimeError("the orders table has no stream: the template's StreamSpecification is gone")
+        self.streams[orders["TableName"]] = orders["LatestStreamArn"]
+        self.tables = {orders["TableName"]: orders}
         self.ddb = ddb  # set-up and state checks: made outside any label, never counted
         self._count_signed_secret_reads()
         self.sqs = self.h.client("sqs")
@@ -213,6 +228,46 @@ class Lifecycles:
             ]
             for q in ("DeclinesQueue", "OrderUpdatesQueue")
         }
+        self._start_publisher()
+
+    def _start_publisher(self) -> None:
+        """The orders stream's event source mapping (the template's filter, retries and
+        on-failure queue), batches of one record; its reads are made outside any label."""
+        import dataclasses
+
+        from devstack.pollers import StreamPoller
+
+        mapping = next(m for m in self.h.stack.event_sources if m.function == PUBLISHER)
+        self._path = ""  # the lifecycle the publisher's invocations are counted under
+        self.stream_poller = StreamPoller(
+            dataclasses.replace(mapping, batch_size=1),
+            self.h.client("dynamodbstreams"),
+            self.h.client("sqs"),
+            self._publish,
+            retry_delay=0.01,
+        )
+        self.stream_poller.poll_once()  # nothing to publish yet (the table is new)
+        self.published: Counter[str] = Counter()  # events put, per lifecycle
+        self.changes_seen: Counter[str] = Counter()  # records the publisher was handed
+
+    def _publish(self, function: str, payload: dict[str, Any]) -> tuple[bool, Any]:
+        try:
+            result, _ = self.invoke(self._path, function, payload, drain=False)
+        except Exception as exc:  # noqa: BLE001 - a function error, as Lambda reports it to the poller
+            self.failures.append(f"{function} raised {type(exc).__name__}: {exc}")
+            return False, {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        self.changes_seen[self._path] += len(payload["Records"])
+        failed = len((result or {}).get("batchItemFailures") or [])
+        if failed:
+            self.failures.append(f"{function} failed {failed} record(s)")
+        self.published[self._path] += len(payload["Records"]) - failed
+        return True, result
+
+    def publish(self, path: str) -> None:
+        """What Lambda's stream poller does after a write: the new changes, published."""
+        self._path = path
+        if not self.stream_poller.drain(timeout=20):
+            self.failures.append("the orders stream was not drained in time")
 
     def _count_signed_secret_reads(self) -> None:
         """GetSecretValue signed by the package itself (no botocore, so no hook sees it):
@@ -247,7 +302,11 @@ class Lifecycles:
 
     # -- what Lambda, API Gateway and the event source mappings do ---------------------
 
-    def invoke(self, path: str, function: str, payload: dict[str, Any]) -> tuple[Any, Invocation]:
+    def invoke(
+        self, path: str, function: str, payload: dict[str, Any], *, drain: bool = True
+    ) -> tuple[Any, Invocation]:
+        """Invoke ``function`` as Lambda would, metered under ``path``; then (``drain``)
+        the orders stream's mapping publishes the changes it wrote."""
         from devstack.runtime import LambdaContext
 
         spec = self.h.stack.functions[function]
@@ -260,6 +319,8 @@ class Lifecycles:
             seconds = time.perf_counter() - started
         record = Invocation(path, function, label, seconds, spec.memory)
         self.invocations.append(record)
+        if drain:
+            self.publish(path)
         return result, record
 
     def api(self, path: str, function: str, sample: str, body: Any, *, order_id: str | None = None):
@@ -424,7 +485,9 @@ class Lifecycles:
     # -- DynamoDB capacity, from the streams ----------------------------------------
 
     def stream_records(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """Every change to the metered tables, per (table, key), in order."""
+        """Every change to the metered tables, per (table, key), in order. The stream is
+        the template's (NEW_IMAGE): a record's before-image is the previous record's image
+        of the same key (read from the stream's start, which is the table's), or none."""
         streams = self.h.client("dynamodbstreams")
         out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for table, arn in self.streams.items():
@@ -435,7 +498,11 @@ class Lifecycles:
                 while iterator:
                     answer = streams.get_records(ShardIterator=iterator, Limit=1000)
                     for record in answer["Records"]:
-                        out[(table, _key(record["dynamodb"]["Keys"]))].append(record["dynamodb"])
+                        change = dict(record["dynamodb"])
+                        history = out[(table, _key(change["Keys"]))]
+                        if "OldImage" not in change:
+                            change["OldImage"] = history[-1].get("NewImage") if history else None
+                        history.append(change)
                     iterator = answer.get("NextShardIterator") if answer["Records"] else None
         return out
 
@@ -655,8 +722,10 @@ def _account(stack: Lifecycles, meter: AwsMeter, capacity: Capacity):
 
 
 def _classify_write(call: Call, orders_table: str, changes, other: Counter) -> None:
-    """Writes to the orders table: those of a status change (its transaction and its
-    outbox mark, grouped by orderId and version) and the rest, by kind."""
+    """Writes to the orders table: those of a status change (the order's items in its
+    transaction, grouped by orderId and version: the state item and the history item) and
+    the rest, by kind (items of other keys in a change's transaction, e.g. the claim's
+    idempotency key or the answer's card attempt, are counted apart)."""
     p = call.params
     if call.operation == "TransactWriteItems":
         entries = [next(iter(e.values())) for e in p.get("TransactItems") or []]
@@ -678,14 +747,14 @@ def _classify_write(call: Call, orders_table: str, changes, other: Counter) -> N
     key = p.get("Key") or p.get("Item") or {}
     pk = key.get("pk", {}).get("S", "")
     expression = p.get("UpdateExpression") or ""
-    if call.operation == "UpdateItem" and "eventClaimedUntil" in expression and pk.startswith("ORDER#"):
-        version = int(p["ExpressionAttributeValues"][":v"]["N"])
-        changes[(pk, version)]["items"] += 1
-        changes[(pk, version)]["requests"] += 1
-    elif call.operation == "UpdateItem" and "nextPollAt" in expression:
+    if call.operation == "UpdateItem" and "nextPollAt" in expression:
         other["next poll (poller, or a poll requested)"] += 1
+    elif call.operation == "UpdateItem" and "leaseUntil" in expression and pk.startswith("ORDER#"):
+        other["decline lease (taken, given back, adoptable)"] += 1
     elif pk.startswith("ORDER#"):
         other["history note (duplicate, stale, ...)"] += 1
+    elif pk.startswith("WEBHOOK#"):
+        other["webhook delivery (kept, then marked)"] += 1
     elif pk.startswith("NONCE#"):
         other["webhook nonce"] += 1
     elif pk.startswith("CARD#"):
@@ -714,6 +783,7 @@ def _fixed_monthly(usage: dict[str, Usage], stack: Lifecycles, prices: dict[str,
     mapping_receives = 2 * 5 * (30 * 86400 / 20)
     fixed.sqs_requests += mapping_receives
     notes.append(f"{mapping_receives:,.0f} idle long-poll receives a month (2 queues x 5 pollers x 20 s)")
+    notes.append("the orders stream's mapping polling its shards: free (stream reads by a Lambda trigger are)")
     # each function reading the FlexFactor secret re-reads it every SECRET_MAX_AGE_SECONDS
     # (300) in each warm environment: one environment per function assumed
     secret_reads = 4 * 30 * 86400 / 300
@@ -739,6 +809,7 @@ def _report(stack: Lifecycles, meter: AwsMeter, capacity: Capacity, n: int, pric
     requests = [c["requests"] for c in changes.values()]
     worst = max(sizes, default=0)
     mean = sum(sizes) / len(sizes) if sizes else 0.0
+    mean_requests = sum(requests) / len(requests) if requests else 0.0
     rows = [
         Row(
             NAME,
@@ -748,8 +819,10 @@ def _report(stack: Lifecycles, meter: AwsMeter, capacity: Capacity, n: int, pric
             None,
             "<= 3",
             0 < worst <= 3,
-            f"worst of {len(sizes)} changes; mean {mean:.2f} items: the state item and its history item in one "
-            "transaction, then the outbox mark once the event is out (a decline's first change has no mark)",
+            f"worst of {len(sizes)} changes; mean {mean:.2f} items in {mean_requests:.2f} requests: the state item "
+            "and its history item in one transaction (no outbox mark since the events come from the table's "
+            "stream; the claim's idempotency key and the answer's card attempt ride in the same transactions "
+            "and are counted as other writes)",
         ),
         Row(
             NAME,
@@ -774,15 +847,44 @@ def _report(stack: Lifecycles, meter: AwsMeter, capacity: Capacity, n: int, pric
             "queued, submitted, settled by FlexFactor after 1 h (polled meanwhile), webhook; same prices and spread",
         ),
     ]
+    publisher_runs = sum(1 for i in stack.invocations if i.function == PUBLISHER)
+    published = sum(stack.published.values())
+    events_line = (
+        f"Order events: {len(changes)} changes written, {sum(stack.changes_seen.values())} handed to "
+        f"PublishOrderEventsFunction by the orders stream's mapping (its filter passes only new history items with "
+        f"a changeId) in {publisher_runs} invocations, {published} put on the bus "
+        f"({sum(1 for c in meter.calls if c.operation == 'PutEvents')} PutEvents requests); "
+        "no other function called PutEvents"
+    )
+    putters = {c.label.split("|")[1] for c in meter.calls if c.operation == "PutEvents"} - {PUBLISHER}
+    if putters:
+        env.notes.append(f"cost: PutEvents made by {sorted(putters)}, not only by {PUBLISHER}")
+        events_line = events_line.replace("no other function called PutEvents", f"PutEvents also by {sorted(putters)}")
+    if published != len(changes):
+        env.notes.append(f"cost: {len(changes)} changes written but {published} events published")
     env.extra_sections.append(
-        _section(per_decline, dollars, per_million, fixed, fixed_dollars, fixed_notes, changes, other_writes, n, prices)
+        _section(
+            per_decline,
+            dollars,
+            per_million,
+            fixed,
+            fixed_dollars,
+            fixed_notes,
+            changes,
+            other_writes,
+            n,
+            prices,
+            events_line,
+        )
     )
     if capacity.unmatched:
         env.notes.append(f"cost: {capacity.unmatched} DynamoDB write(s) had no stream record (sized as before).")
     return rows
 
 
-def _section(per_decline, dollars, per_million, fixed, fixed_dollars, fixed_notes, changes, other, n, prices) -> str:
+def _section(
+    per_decline, dollars, per_million, fixed, fixed_dollars, fixed_notes, changes, other, n, prices, events_line
+) -> str:
     paths = list(PATHS)
     head = "| | " + " | ".join(paths) + " |"
     rule = "| --- |" + " --- |" * len(paths)
@@ -859,9 +961,13 @@ def _section(per_decline, dollars, per_million, fixed, fixed_dollars, fixed_note
         + (", ".join(f"{k} {v / (3 * n):.2f}" for k, v in sorted(other.items())) or "none")
         + ".",
         "",
+        events_line + ".",
+        "",
         "Assumptions: Lambda durations are this machine's, warm (each function's first invocation included; cold "
         "starts are in the cold-start benchmark), at each function's configured memory, billed per 1 ms; the SQS "
-        "triggers deliver batches of one (low volume); FlexFactor sends each webhook once; a merchant captures an "
+        "triggers deliver batches of one (low volume), and so does the orders stream's mapping (one invocation and "
+        "one PutEvents per change; at volume a batch of up to 100 changes is one invocation and one PutEvents per "
+        "10 events); FlexFactor sends each webhook once; a merchant captures an "
         "authorization after 10 minutes and FlexFactor settles a merchant-initiated retry after an hour (each "
         "further hour pending adds one poll: an index read, a conditional write and its two index writes). Not "
         "counted: CloudWatch Logs and metrics, X-Ray traces, DynamoDB storage (about 3 KB per decline), data "

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from bench.core import ROOT, BenchEnv, Row, svg_lines
-from bench.harness import Harness, event
+from bench.harness import Harness, event, hex_id, idempotency_key
 
 NAME = "polling"
 BUDGET_SECONDS = 55.0  # polling.run()'s invocation budget (the function's timeout is 60 s)
@@ -57,20 +57,20 @@ def _seed(name: str) -> dict[str, Any]:
 
 def cit_body(order_id: str, *, authorization: bool = True) -> dict[str, Any]:
     body = copy.deepcopy(_seed("seed_cit_corrected.json"))
-    body.update(orderId=order_id, idempotencyKey=str(uuid.uuid4()))
+    body.update(orderId=order_id, idempotencyKey=idempotency_key())
     if authorization:
         body["transactionType"] = "AUTHORIZATION"
     body["transaction"].update(timestampUtc=datetime.now(UTC).isoformat(), amount=1999, responseCode="51")
-    body["paymentMethod"].update(cardLast4Digits="4444", cardFingerprint=uuid.uuid4().hex)
+    body["paymentMethod"].update(cardLast4Digits="4444", cardFingerprint=hex_id())
     return body
 
 
 def mit_body(order_id: str) -> dict[str, Any]:
     body = copy.deepcopy(_seed("seed_mit_corrected.json"))
-    body.update(orderId=order_id, idempotencyKey=str(uuid.uuid4()))
+    body.update(orderId=order_id, idempotencyKey=idempotency_key())
     body["transaction"]["timestampUtc"] = datetime.now(UTC).isoformat()
     body["expiryDateUtc"] = _iso(datetime.now(UTC) + timedelta(days=10))
-    body["paymentMethod"].update(cardLast4Digits="0007", cardFingerprint=uuid.uuid4().hex)
+    body["paymentMethod"].update(cardLast4Digits="0007", cardFingerprint=hex_id())
     return body
 
 
