@@ -21,23 +21,8 @@ import httpx
 from decline_rescue.domain import statuses as st
 from decline_rescue.providers.flexfactor import vocabulary
 from devstack import samples
+from devstack.chaos import SCENARIOS, TERMINAL
 from devstack.stack import LocalStack, StackConfig
-
-TERMINAL = ("APPROVED", "DECLINED", "CANCELLED", "EXPIRED", "NOT_SUBMITTED")
-# (decline options, merchant action once CAPTUREREQUIRED/PENDING, expected end or None = FlexFactor's)
-SCENARIOS = (
-    ({"mit": True, "last4": "0007"}, None),
-    ({"mit": True, "last4": "0069"}, None),
-    ({"mit": True, "last4": "0077", "expires_in": (3, 7)}, None),
-    ({"mit": True, "last4": "3184"}, None),
-    ({"mit": True, "last4": "0077", "expires_in": (60, 90)}, "cancel"),
-    ({"last4": "0259"}, None),
-    ({"last4": "1111", "bin6": "411111", "brand": "VISA"}, None),
-    ({"transactionType": "AUTHORIZATION"}, "capture"),
-    ({"transactionType": "AUTHORIZATION"}, "cancel"),
-    ({}, None),
-    ({"last4": "0002"}, None),
-)
 
 
 def _truth(provider_order: dict) -> str | None:
