@@ -603,3 +603,18 @@ def test_a_queued_decline_invalid_when_dequeued_ends_not_submitted(function_env,
         QueueUrl=stack.physical_ids["DeclinesDeadLetterQueue"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     ).get("Messages", [])
     assert not [m for m in dlq if m["MessageAttributes"]["sourceMessageId"]["StringValue"] == "expired-1"]
+
+
+def test_the_same_key_with_another_card_token_is_refused(evaluate, flexfactor_url):
+    # Given a decline answered under a key
+    body = cit()
+    assert post(evaluate, body)[0] == 200
+
+    # When the same key comes with another card's payment token (all else the same)
+    other = copy.deepcopy(body)
+    other["paymentMethod"]["cardNumber"] = "tok_" + uuid.uuid4().hex
+
+    # Then it is another payment: refused, not answered with the first card's outcome
+    code, answer = post(evaluate, other)
+    assert code == 409 and answer["error"]["code"] == "IDEMPOTENCY_KEY_REUSED", answer
+    assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1

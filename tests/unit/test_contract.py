@@ -1014,7 +1014,7 @@ def test_to_provider_always_has_is_mit(base, changes, expected):
     json.dumps(body)  # JSON-ready
 
 
-def test_fingerprint_ignores_card_number_and_cvv():
+def test_fingerprint_covers_the_token_never_a_card_number_or_cvv():
     base = accept(cit()).fingerprint()
     other_token = accept(edit(cit(), {"paymentMethod.cardNumber": "tok_another_one"})).fingerprint()
     pan = accept(edit(cit(), {"paymentMethod.cardNumber": PAN}), allow_card_numbers=True).fingerprint()
@@ -1022,8 +1022,9 @@ def test_fingerprint_ignores_card_number_and_cvv():
         edit(cit(), {"paymentMethod.cardNumber": PAN, "paymentMethod.verificationValue": "123"}),
         allow_card_numbers=True,
     ).fingerprint()
-    assert base == other_token == pan == pan_cvv
-    assert PAN not in base
+    assert base != other_token, "another card's token is another payment"
+    assert pan == pan_cvv, "a card number and a CVV never enter the fingerprint"
+    assert PAN not in base and PAN not in pan
 
 
 @pytest.mark.parametrize(

@@ -423,10 +423,13 @@ class EvaluateRequest(Part):
 
     def fingerprint(self) -> str:
         """A hash of the request for idempotency: same key + other payload is refused.
-        The card number and CVV are left out (never hashed, never stored)."""
+        A payment token counts (hashed on its own first: the same key with another card is
+        another payment); a card number and a CVV never enter it (never hashed, never stored)."""
         body = self.to_provider()
-        body["paymentMethod"].pop("cardNumber", None)
+        secret = body["paymentMethod"].pop("cardNumber", None)
         body["paymentMethod"].pop("verificationValue", None)
+        if isinstance(secret, str) and not find_pans(secret):
+            body["paymentMethod"]["tokenSha256"] = hashlib.sha256(secret.encode()).hexdigest()
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
