@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from decline_rescue.domain import strict_json
+from decline_rescue.domain import clock, strict_json
 from decline_rescue.domain.carddata import redact
 from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 from decline_rescue.domain.updates import OrderUpdate
@@ -130,7 +130,7 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         "bodySha512": hashlib.sha512(body).hexdigest(),
         "body": _kept_body(payload, body),
         "verified": True,
-        "receivedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "receivedAt": clock.iso(),
     }
     if isinstance(payload, dict):
         kept.update(
