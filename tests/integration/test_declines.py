@@ -618,3 +618,30 @@ def test_the_same_key_with_another_card_token_is_refused(evaluate, flexfactor_ur
     code, answer = post(evaluate, other)
     assert code == 409 and answer["error"]["code"] == "IDEMPOTENCY_KEY_REUSED", answer
     assert evaluations(flexfactor_url, body["idempotencyKey"]) == 1
+
+
+def test_a_queued_decline_is_its_orders_whatever_fingerprint_an_earlier_version_stored(
+    function_env, flexfactor_url, stack, moto_url
+):
+    """A deploy that changes how fingerprints are made must not strand the declines
+    already queued: the very message the order was accepted with is that order's."""
+    # Given an MIT accepted QUEUED, whose stored fingerprint an earlier version made differently
+    body = mit()
+    evaluate, _ = function_env(EVALUATE)
+    assert post(evaluate, body)[0] == 202
+    ddb = aws_client(moto_url, "dynamodb")
+    key = {"pk": {"S": f"ORDER#{body['orderId']}"}, "sk": {"S": "STATE"}}
+    table = stack.physical_ids["OrdersTable"]
+    ddb.update_item(
+        TableName=table, Key=key, UpdateExpression="SET fingerprint = :f", ExpressionAttributeValues={":f": {"S": "v0"}}
+    )
+    message = ddb.get_item(TableName=table, Key=key)["Item"]["queuedMessage"]["S"]
+
+    # When the consumer takes that message off the queue
+    event = json.loads((Path(__file__).parents[2] / "events" / "evaluate_decline" / "sqs_mit.json").read_text())
+    record = copy.deepcopy(event["Records"][0])
+    record["messageId"], record["body"] = "queued-before-deploy", message
+    assert invoke(evaluate, {"Records": [record]}, name=EVALUATE) == {"batchItemFailures": []}
+
+    # Then it is submitted, not refused as another payload
+    assert get_order(function_env, body["orderId"])[1]["status"] == "SUBMITTED"

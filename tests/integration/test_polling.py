@@ -427,3 +427,28 @@ def test_an_mit_whose_queue_send_failed_is_sent_again_by_the_poller(world):
     state = world.state(body["orderId"])
     assert state["status"] == "SUBMITTED" and "queuedMessage" not in state
     world.sqs.delete_queue(QueueUrl=queue)
+
+
+def test_a_queued_decline_past_its_expiry_is_closed_not_sent_again(world):
+    from tests.integration.test_declines import mit
+
+    # Given an MIT accepted QUEUED whose message never got through, now past its expiry and grace
+    queue = world.sqs.create_queue(QueueName=f"declines-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    body = mit()
+    evaluate = world.use("EvaluateDeclineFunction", DECLINES_QUEUE_URL=queue + "-missing")
+    assert invoke(evaluate, api_event("evaluate_decline/post_cit.json", body))["statusCode"] == 503
+    world.make_due(body["orderId"], expiryDateUtc=iso(now() - timedelta(hours=2)))
+
+    # When the poller comes to it
+    summary = world.poll(DECLINES_QUEUE_URL=queue)
+
+    # Then it is not sent again: the writer is told to end it NOT_SUBMITTED
+    assert summary.get("resent", 0) == 0 and summary["expired"] == 1
+    assert world.sqs.receive_message(QueueUrl=queue).get("Messages", []) == []
+    (update,) = [json.loads(m["Body"]) for m in world.updates()]
+    assert (update["orderId"], update["status"], update["reason"]["rule"]) == (
+        body["orderId"],
+        "NOT_SUBMITTED",
+        "expired",
+    )
+    world.sqs.delete_queue(QueueUrl=queue)

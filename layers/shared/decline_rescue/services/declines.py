@@ -97,11 +97,15 @@ def _intake(
     source: str,
     fields: dict[str, Any] | None = None,
     reservation: dict[str, Any] | None = None,
+    message: str | None = None,
 ):
     """(the order, whether this request claimed it now). The claim writes the order at
     ``status`` with its key, fingerprint, (RECEIVED) a lease and the card's
     ``reservation``, in one transaction; when it exists: this request's order as it is,
-    or 409 when the orderId or the key belongs to another request."""
+    or 409 when the orderId or the key belongs to another request. ``message``: the
+    queued message being worked on; the very message its QUEUED order was accepted with
+    is that order's, whatever the fingerprint (a fingerprint made by an earlier version
+    of this code must not strand a queued decline)."""
     from decline_rescue.infra.orders_store import ClaimRefused
 
     table = wiring.orders()
@@ -133,7 +137,8 @@ def _intake(
                 ) from None
     elif existing.get("idempotencyKey") != request.idempotency_key:
         raise OrderIdTaken(f"orderId {request.order_id} was submitted before with another idempotencyKey")
-    if existing.get(FINGERPRINT) not in (fingerprint, ADOPTABLE):
+    ours = message is not None and existing.get(QUEUED_MESSAGE) == message  # the very message we queued
+    if existing.get(FINGERPRINT) not in (fingerprint, ADOPTABLE) and not ours:
         raise _key_reused()
     return existing, False
 
@@ -209,7 +214,7 @@ def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
     return {"orderId": order_id, "status": status, **extra}
 
 
-def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
+def submit(request: EvaluateRequest, *, source: str, message: str | None = None) -> dict[str, Any]:
     """Evaluate and, if eligible, submit one decline; idempotent on idempotencyKey; all
     provider calls within one budget that also ends before the Lambda timeout.
 
@@ -227,7 +232,9 @@ def submit(request: EvaluateRequest, *, source: str) -> dict[str, Any]:
             decision = _decide(request, budget, now)
             reservation = _reservation(budget) if decision.eligible else None
             try:
-                order, claimed = _intake(request, status=RECEIVED, source=source, reservation=reservation)
+                order, claimed = _intake(
+                    request, status=RECEIVED, source=source, reservation=reservation, message=message
+                )
                 if not claimed:
                     if order["status"] not in IN_FLIGHT:
                         return _answer_from(order)  # decided before: the first answer, no provider call
@@ -397,7 +404,7 @@ def handle_queued(body: str, *, message_id: str = "") -> dict[str, Any]:
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}
     try:
-        return submit(request, source="queue")
+        return submit(request, source="queue", message=body)
     except (IdempotencyConflict, OrderIdTaken) as exc:  # the key or the orderId is another decline's
         _dead_letter(body, exc, message_id)
         return {"status": "REJECTED", "error": exc.body()["error"]}

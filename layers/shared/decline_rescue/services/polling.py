@@ -150,13 +150,17 @@ class Poller:
         return Plan([], self.next_poll(item))
 
     def _resend(self, item: dict[str, Any]) -> Plan:
-        """A decline still QUEUED when it is due: its message goes to the declines queue again."""
+        """A decline still QUEUED when it is due: its message goes to the declines queue
+        again; past its expiry and grace, the order ends NOT_SUBMITTED instead."""
         from decline_rescue.infra import sqs
 
         state = self.table.get_state(item["orderId"]) or {}
         message = state.get(QUEUED_MESSAGE)
         if state.get("status") != st.QUEUED or not message:
             return Plan([], self.next_poll(item), "unchanged")
+        if self.closing(item):  # FlexFactor could no longer retry it: it is never sent
+            reason = {"rule": "expired", "detail": "still queued when its expiry and grace had passed"}
+            return Plan([self._update(item, status=st.NOT_SUBMITTED, reason=reason)], outcome="expired")
         sqs.send(self.cfg.require("declines_queue_url"), [(message, sqs.attributes(orderId=item["orderId"]))])
         logger.info("queued decline sent again", extra={"orderId": item["orderId"]})
         return Plan([], self.next_poll(item), "resent")
