@@ -251,7 +251,11 @@ class World:
         from devstack.runtime import LambdaContext
 
         queue = self.new_queue()
-        module = self.h.load("PollOrdersFunction", ORDERS_TABLE=table, ORDER_UPDATES_QUEUE_URL=queue)
+        # (moto answers a Query over tens of thousands of items in seconds: past the 2 s the
+        # functions allow an AWS call, which DynamoDB answers in milliseconds)
+        module = self.h.load(
+            "PollOrdersFunction", ORDERS_TABLE=table, ORDER_UPDATES_QUEUE_URL=queue, AWS_READ_TIMEOUT_SECONDS="20"
+        )
         spec = self.h.stack.functions["PollOrdersFunction"]
         counts: dict[str, Any] = {"Count": 0, "ScannedCount": 0, "queries": 0, "query_seconds": 0.0}
         calls: dict[str, int] = {}
@@ -318,7 +322,7 @@ def calibrate(world: World, table: str, stored: int) -> dict[str, float]:
     UpdateItem (the poller's own write) and an index Query answering 1000 items."""
     from decline_rescue.runtime import wiring
 
-    world.h.load("PollOrdersFunction", ORDERS_TABLE=table)
+    world.h.load("PollOrdersFunction", ORDERS_TABLE=table, AWS_READ_TIMEOUT_SECONDS="20")
     orders = wiring.orders()
     later = _iso(datetime.now(UTC) + timedelta(hours=2))
     moto = world.h.processes[0].pid

@@ -48,7 +48,7 @@ def webhook_body() -> bytes:
         "Event": "order.completed",
         "TimeStamp": stamp,
         "EventData": {},
-        "ExternalOrderId": f"bench-{uuid.uuid4().hex[:16]}",
+        "ExternalOrderId": f"bench-{uuid.uuid4()}",  # (a UUID: never read as a card number)
         "OrderId": str(uuid.uuid4()),
         "ConfirmationId": str(uuid.uuid4()),
         "IsTestMode": True,

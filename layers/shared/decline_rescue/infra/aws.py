@@ -49,9 +49,18 @@ def _make(service: str) -> Any:
         config=Config(
             retries={"max_attempts": ATTEMPTS, "mode": "standard"},
             connect_timeout=CONNECT_SECONDS,
-            read_timeout=READ_SECONDS,
+            read_timeout=_read_seconds(),
         ),
     )
+
+
+def _read_seconds() -> float:
+    """READ_SECONDS; ``AWS_READ_TIMEOUT_SECONDS`` overrides it for moto at scale (a Query of
+    tens of thousands of items takes it seconds), never set by the template."""
+    import os
+
+    value = os.environ.get("AWS_READ_TIMEOUT_SECONDS", "").strip()
+    return float(value) if value else READ_SECONDS
 
 
 def reset() -> None:
