@@ -95,7 +95,7 @@ class Order:
     body: dict[str, Any]
     action: str | None = None
     hot_card: str | None = None
-    expires_in: tuple[float, float] | None = None  # seconds from when it is sent
+    expires_in: float | None = None  # seconds after it is sent
     answer: dict[str, Any] | None = None
     final: dict[str, Any] | None = None
 
@@ -150,10 +150,9 @@ def _orders(options: Options, rng: random.Random) -> list[Order]:
     for _ in range(options.orders):
         decline_options, action = rng.choice(SCENARIOS)
         decline_options = dict(decline_options)
-        expires_in = decline_options.pop("expires_in", None)
+        window = decline_options.pop("expires_in", None)
         body = samples.decline(**decline_options)
-        if expires_in:
-            expires_in = (rng.uniform(*expires_in),) * 2
+        expires_in = rng.uniform(*window) if window else None
         orders.append(Order(body["orderId"], body, action, expires_in=expires_in))
     for card in range(options.hot_cards):
         fingerprint = f"chaos-hot-card-{options.seed}-{card}"
@@ -186,7 +185,7 @@ def _drive(stack: LocalStack, caller: Caller, orders: list[Order], options: Opti
 
     def submit(order: Order) -> None:
         if order.expires_in:
-            order.body["expiryDateUtc"] = (datetime.now(UTC) + timedelta(seconds=order.expires_in[0])).isoformat()
+            order.body["expiryDateUtc"] = (datetime.now(UTC) + timedelta(seconds=order.expires_in)).isoformat()
         response = caller.send("POST", "/declines", order.body)
         order.answer = {"http": response.status_code, **response.json()}
 

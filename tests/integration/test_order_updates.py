@@ -844,3 +844,34 @@ def test_an_mit_whose_first_send_failed_has_its_queued_event_once(function_env, 
     # Then the order's QUEUED claim has exactly one event, whichever attempt sent the message
     details = [e["detail"] for e in bus_events(body["orderId"])]
     assert [(d["changeId"], d["status"]) for d in details] == [(f"{body['orderId']}:1", "QUEUED")]
+
+
+def test_a_stream_record_that_is_not_a_change_is_reported_never_dropped(function_env, stack):
+    """The publisher reads each record; one it cannot read (a history item without its
+    change's fields) is reported failed by its sequence number, so Lambda retries it and
+    then hands it to the on-failure queue: it is never silently skipped. The readable one
+    beside it is published."""
+    # Given a batch with a real change's record and a malformed one
+    publisher, _ = function_env("PublishOrderEventsFunction")
+    order_id = new_id()
+    good = {
+        "pk": {"S": f"ORDER#{order_id}"},
+        "sk": {"S": "HIST#000001"},
+        "changeId": {"S": f"{order_id}:1"},
+        "orderId": {"S": order_id},
+        "version": {"N": "1"},
+        "status": {"S": "SUBMITTED"},
+        "source": {"S": "api"},
+        "at": {"S": clock.iso()},
+    }
+    bad = {"pk": {"S": "ORDER#x"}, "sk": {"S": "HIST#000002"}, "changeId": {"S": "x:2"}}
+    records = [
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "100", "NewImage": good}},
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "101", "NewImage": bad}},
+    ]
+
+    # When the publisher gets it
+    answer = invoke(publisher, {"Records": records}, name="PublishOrderEventsFunction")
+
+    # Then only the malformed record is reported
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "101"}]}

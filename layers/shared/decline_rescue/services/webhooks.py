@@ -19,6 +19,7 @@ what did we do?".
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -101,8 +102,6 @@ KEPT_BODY_CHARS = 16_384
 def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     """Verify, keep, queue: the 200 answer's body. Raises WebhookRejected (401) or
     InvalidRequest (400, a signed body that is not a webhook)."""
-    import hashlib
-
     cfg = settings.lifecycle()
     lowered = {k.lower(): v for k, v in headers.items()}
     if len(body) > MAX_BODY_BYTES:
