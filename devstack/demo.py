@@ -1,10 +1,12 @@
 """``make demo``: decline-rescue's main job on the local stack, as a person would see it.
 
 Starts the local stack (moto, the Cybersource emulator, the API gateway and a runtime
-per function), asks for capture contexts through the API, acts as the browser (encrypts
-test cards to the context's one-time key, POSTs them to the token endpoint, validates
-the transient tokens), checks that no card number reached any log, prints each step's
-result and time, stops the stack, and exits non-zero if any step failed.
+per function), asks for capture contexts through the API, acts as the card-entry client
+(a merchant server or native app: encrypts test cards to the context's one-time key,
+POSTs them to the Flex origin's token endpoint named by ``flx.origin``, validates the
+transient tokens; web pages use Microform Integration v2 instead), checks that no card
+number reached any log, prints each step's result and time, stops the stack, and exits
+non-zero if any step failed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 
 from decline_rescue.domain.carddata import find_pans
-from devstack import browser, samples
+from devstack import card_entry, samples
 from devstack.stack import LocalStack, StackConfig
 from devstack.template import ROOT
 
@@ -107,11 +109,11 @@ class Demo:
         def tokenize(context: str, card: str, alg: str, framing: str, extra: dict[str, Any]) -> tuple[bool, str]:
             capture_context = contexts[context]["captureContext"]
             data = {"paymentInformation": {"card": {"number": CARDS[card], **extra}}}
-            jwe_token = browser.encrypt_card(capture_context, data, alg=alg, flat=framing == "json")
-            answer = browser.post_token(capture_context, jwe_token, framing=framing)
+            jwe_token = card_entry.encrypt_card(capture_context, data, alg=alg, flat=framing == "json")
+            answer = card_entry.post_token(capture_context, jwe_token, framing=framing)
             if answer.status != 201:
                 return False, f"HTTP {answer.status} {answer.error_reason()}"
-            claims = browser.verify_transient_token(capture_context, answer.body)
+            claims = card_entry.verify_transient_token(capture_context, answer.body)
             number = claims["content"]["paymentInformation"]["card"]["number"]
             card_type = claims["content"]["paymentInformation"]["card"].get("type", {}).get("value")
             ok = answer.digest_ok and number["maskedValue"].endswith(CARDS[card][-4:]) and len(claims["jti"]) == 64
@@ -120,8 +122,16 @@ class Demo:
         def missing_required() -> tuple[bool, str]:
             capture_context = contexts["custom"]["captureContext"]
             data = {"paymentInformation": {"card": {"number": CARDS["Visa"]}}}
-            answer = browser.post_token(capture_context, browser.encrypt_card(capture_context, data))
+            answer = card_entry.post_token(capture_context, card_entry.encrypt_card(capture_context, data))
             return answer.status == 400, f"HTTP {answer.status} {answer.error_reason()} (no CVV/expiry sent)"
+
+        def flex_origin() -> tuple[bool, str]:
+            capture_context = contexts["default"]["captureContext"]
+            url = card_entry.token_url(capture_context)
+            rest = self.stack.cybersource_url
+            on_rest = httpx.post(rest + "/flex/v2/tokens", content=b"x", headers={"Content-Type": "application/jwt"})
+            ok = not url.startswith(rest + "/") and on_rest.status_code == 404
+            return ok, f"tokens at {url}; the REST host {rest} answers HTTP {on_rest.status_code}"
 
         print("\ncapture contexts through the API gateway:")
         self.step("no API key is refused", no_key)
@@ -129,7 +139,11 @@ class Demo:
         self.step("capture context, card + billing postal code", custom_context)
         self.step("unknown field is refused, naming it", bad_field)
         if "default" in contexts and "custom" in contexts:
-            print("\nthe browser: encrypt a test card, tokenize, validate the transient token:")
+            print(
+                "\nthe card-entry client (a merchant server or native app): encrypt a test card, "
+                "tokenize at flx.origin, validate the transient token:"
+            )
+            self.step("the token endpoint is flx.origin (Flex), not the REST host", flex_origin)
             self.step(
                 "Visa, RSA-OAEP, application/jwt",
                 lambda: tokenize("default", "Visa", "RSA-OAEP", "jwt", {"securityCode": "123"}),
@@ -235,6 +249,44 @@ class Demo:
             return status == "SUBMITTED", f"202 QUEUED, then {history} ({waited:.0f} ms via the declines queue)"
 
         self.step("MIT queued, then submitted from the queue", mit_queued)
+
+        def like_the_ruby_gateway() -> tuple[bool, str]:
+            # what a real client sent and FlexFactor's sandbox accepted (tests/fixtures/real/):
+            # no timestampUtc (a "timestamp" instead), no customerIp, no isMIT, PascalCase keys
+            body = samples.decline(**visa)
+            stamp = body["transaction"].pop("timestampUtc")
+            body["transaction"]["timestamp"] = stamp
+            body["transaction"]["timezoneUtcOffset"] = "-5"
+            body.pop("customerIp", None)
+            body.pop("isMIT", None)
+            pm = body.pop("paymentMethod")
+            body["PaymentMethod"] = {k[:1].upper() + k[1:]: v for k, v in pm.items()}
+            response = self.decline(body)
+            answer = response.json()
+            warned = sorted(w["field"] for w in answer.get("warnings", []))
+            ok = response.status_code == 200 and answer.get("status") == "CHALLENGE" and "customerIp" in warned
+            return ok, f"HTTP {response.status_code} {answer.get('status')}; warnings: {', '.join(warned)}"
+
+        self.step("real client traffic accepted, what the seed wants as warnings", like_the_ruby_gateway)
+
+        def refunds() -> tuple[bool, str]:
+            order_id = approved["orderId"]
+            url = f"/orders/{order_id}/refund"
+            part = self.http.post(url, json={"amount": 500, "reason": "one item returned"}, headers=self.headers)
+            again = self.http.post(url, json={"amount": 500, "reason": "one item returned"}, headers=self.headers)
+            too_much = self.http.post(url, json={"amount": 5000}, headers=self.headers)
+            rest = self.http.post(url, json={}, headers=self.headers)
+            codes = (part.status_code, again.status_code, too_much.status_code, rest.status_code)
+            total = rest.json().get("refundedAmount")
+            ok = (
+                codes == (200, 200, 409, 200)
+                and again.json().get("replayed") is True
+                and too_much.json()["error"]["code"] == "REFUND_EXCEEDS_REMAINING"
+                and total == approved["transaction"]["amount"]
+            )
+            return ok, f"500, the same again (replayed), 5000 (409), the rest: HTTP {codes}; refunded {total}"
+
+        self.step("refunds: partial, repeated, over the rest (409), the rest", refunds)
 
     # -- lifecycle ------------------------------------------------------------------
 

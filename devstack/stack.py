@@ -147,6 +147,8 @@ class StackConfig:
     moto_port: int = 5000
     cybersource_port: int = 8081
     flexfactor_port: int = 8082
+    # the Cybersource emulator's Flex origin (/flex/v2/tokens), apart from its REST host
+    cybersource_flex_port: int = 8083
     api_key: str = DEFAULT_API_KEY
     stack_name: str = "decline-rescue-local"
     log_file: Path = ROOT / ".local" / "stack.log"
@@ -174,6 +176,7 @@ class StackConfig:
             moto_port=_port("MOTO_PORT", 5000),
             cybersource_port=_port("CYBERSOURCE_EMULATOR_PORT", 8081),
             flexfactor_port=_port("FLEXFACTOR_EMULATOR_PORT", 8082),
+            cybersource_flex_port=_port("CYBERSOURCE_FLEX_EMULATOR_PORT", 8083),
             api_key=os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY,
             cybersource=CybersourceTarget.from_env(),
             flexfactor=FlexFactorTarget.from_env(),
@@ -188,7 +191,11 @@ class StackConfig:
     def ephemeral(cls, **overrides: Any) -> StackConfig:
         """Free ports everywhere: for the demo and tests, which must not collide."""
         config = cls(
-            gateway_port=free_port(), moto_port=free_port(), cybersource_port=free_port(), flexfactor_port=free_port()
+            gateway_port=free_port(),
+            moto_port=free_port(),
+            cybersource_port=free_port(),
+            flexfactor_port=free_port(),
+            cybersource_flex_port=free_port(),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -295,6 +302,11 @@ class LocalStack:
         target = self.config.cybersource
         return target.base_url or f"http://127.0.0.1:{self.config.cybersource_port}"
 
+    @property
+    def cybersource_flex_url(self) -> str | None:
+        """The emulator's Flex origin (capture contexts name it in flx.origin); None for a real endpoint."""
+        return f"http://127.0.0.1:{self.config.cybersource_flex_port}" if self.config.cybersource.emulated else None
+
     def aws_client(self, service: str):
         return boto3.client(
             service,
@@ -342,6 +354,7 @@ class LocalStack:
         ensure_free(cfg.gateway_port, "API gateway", "GATEWAY_PORT")
         if cfg.cybersource.emulated:
             ensure_free(cfg.cybersource_port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
+            ensure_free(cfg.cybersource_flex_port, "Cybersource Flex origin", "CYBERSOURCE_FLEX_EMULATOR_PORT")
         if cfg.flexfactor.emulated:
             ensure_free(cfg.flexfactor_port, "FlexFactor emulator", "FLEXFACTOR_EMULATOR_PORT")
         moto = self._spawn("moto", ["-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
@@ -354,6 +367,8 @@ class LocalStack:
                     "devstack.emulators.cybersource",
                     "--port",
                     str(cfg.cybersource_port),
+                    "--flex-port",
+                    str(cfg.cybersource_flex_port),
                     "--merchant-id",
                     cfg.cybersource.merchant_id,
                     "--key-id",
@@ -388,6 +403,7 @@ class LocalStack:
             _wait_http(self.flexfactor_url + "/__emulator/health", process=flexfactor, expect='"flexfactor"')
         if emulator is not None:
             _wait_http(self.cybersource_url + "/__emulator/health", process=emulator, expect='"cybersource"')
+            _wait_http(f"{self.cybersource_flex_url}/__emulator/health", process=emulator, expect='"cybersource-flex"')
 
         parameters = {
             "Stage": "local",
@@ -576,6 +592,11 @@ class LocalStack:
             f"  API gateway   {self.gateway_url}   (x-api-key: {self.config.api_key})",
             f"  moto server   {self.moto_url}",
             f"  Cybersource   {self.cybersource_url}" + ("   (emulator)" if self.config.cybersource.emulated else ""),
+            *(
+                [f"  Flex origin   {self.cybersource_flex_url}   (emulator, tokens)"]
+                if self.cybersource_flex_url
+                else []
+            ),
             f"  FlexFactor    {self.flexfactor_url}" + ("   (emulator)" if self.config.flexfactor.emulated else ""),
             f"  logs          {self.config.log_file}",
             f"  functions     up to {self.config.function_concurrency} execution environments each"

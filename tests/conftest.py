@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from devstack.emulators.base import ServerThread
-from devstack.emulators.cybersource import CybersourceEmulator
+from devstack.emulators.cybersource import CybersourceEmulator, start_flex_origin
 from devstack.emulators.flexfactor import FlexFactorEmulator
 from devstack.provision import Provisioner, Stack
 from devstack.runtime import LambdaContext
@@ -56,10 +56,15 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def cybersource() -> Iterator[tuple[CybersourceEmulator, str]]:
-    """The Cybersource emulator over real HTTP on loopback."""
+    """The Cybersource emulator over real HTTP on loopback: the REST host (the URL given)
+    and, on another port, the Flex origin its capture contexts name in flx.origin."""
     emulator = CybersourceEmulator()
-    with ServerThread(emulator) as server:
-        yield emulator, server.url
+    flex = start_flex_origin(emulator)
+    try:
+        with ServerThread(emulator) as server:
+            yield emulator, server.url
+    finally:
+        flex.stop()
 
 
 @pytest.fixture

@@ -8,10 +8,14 @@
   a 16-character ``jti``.
 - ``GET /flex/v2/public-keys/{kid}``: the signing key as a JWK; rotation through
   ``POST /__emulator/rotate-signing-key``.
-- ``POST /flex/v2/tokens``: decrypts a compact JWE (RSA-OAEP or RSA-OAEP-256, A256GCM),
-  raw ``application/jwt`` or ``{"keyId": ...}`` framing; refuses an expired or foreign
-  context and missing required fields; answers a transient-token JWT signed with the
-  context's one-time key, with a ``Digest`` header.
+- ``POST /flex/v2/tokens``, served only by the Flex origin (``FlexOrigin``, a second
+  port, as ``https://testflex.cybersource.com`` is not ``https://apitest.cybersource.com``;
+  the REST port answers it 404): decrypts a compact JWE (RSA-OAEP or RSA-OAEP-256,
+  A256GCM), raw ``application/jwt`` or ``{"keyId": ...}`` framing; refuses an expired or
+  foreign context and missing required fields; answers a transient-token JWT signed with
+  the context's one-time key (``iss`` ``Flex/NN``, the suffix drawn per key; ``type``
+  ``gda-0.9.0``), with a ``Digest`` header. Capture contexts name the Flex origin in
+  ``flx.origin``; ``start_flex_origin`` serves it and points the emulator at it.
 
 Default credentials: the official SDK's public sandbox sample merchant ``testrest``.
 Nothing decrypted is ever logged.
@@ -39,11 +43,12 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from werkzeug.routing import Rule
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from decline_rescue.services.capture_contexts import FLEX_FIELDS
-from devstack.emulators.base import Emulator, json_response, serve_forever
+from devstack.emulators.base import Emulator, ServerThread, json_response, serve_forever
 
 # The official SDK's public sandbox sample merchant (its own sample configuration).
 TESTREST_MERCHANT_ID = "testrest"
@@ -52,6 +57,11 @@ TESTREST_SHARED_SECRET = "yBJxy6LjM2TmcPGu+GaJrHtkke25fPpUX+UY6/L/1tE="
 
 CONTEXT_LIFETIME = 900
 TOKEN_LIFETIME = 900
+# the transient token's ``type`` for Flex API (Microform's are ``mf-2.0.0``)
+TOKEN_TYPE = "gda-0.9.0"
+# flx.origin until a Flex origin is started: a reserved name (RFC 2606) nothing answers,
+# so a client that tokenizes against an emulator without one fails at once
+UNSET_FLEX_ORIGIN = "https://flex-origin-not-started.invalid"
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
 _SIG_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -146,6 +156,8 @@ class Session:
     required: tuple[str, ...]
     optional: tuple[str, ...]
     expires: int
+    # the transient token's issuer, "Flex/NN": real ones vary in the suffix, so clients must too
+    issuer: str = "Flex/00"
 
 
 class CybersourceEmulator(Emulator):
@@ -159,8 +171,12 @@ class CybersourceEmulator(Emulator):
         shared_secret: str = TESTREST_SHARED_SECRET,
         max_skew_seconds: int = 300,
         pool_size: int = 8,
+        flex_origin: str | None = None,
     ) -> None:
         super().__init__()
+        # where capture contexts send clients to tokenize (flx.origin): the Flex origin's URL
+        self.flex_origin = flex_origin or UNSET_FLEX_ORIGIN
+        self.flex = FlexOrigin(self)
         self.merchants = {merchant_id: (key_id, base64.b64decode(shared_secret))}
         self.max_skew_seconds = max_skew_seconds
         self.pool = KeyPool(pool_size)
@@ -174,7 +190,6 @@ class CybersourceEmulator(Emulator):
         return [
             Rule("/flex/v2/sessions", methods=["POST"], endpoint="sessions"),
             Rule("/flex/v2/public-keys/<kid>", methods=["GET"], endpoint="public_keys"),
-            Rule("/flex/v2/tokens", methods=["POST"], endpoint="tokens"),
             Rule("/__emulator/rotate-signing-key", methods=["POST"], endpoint="admin_rotate"),
         ]
 
@@ -285,7 +300,7 @@ class CybersourceEmulator(Emulator):
             "flx": {
                 "path": "/flex/v2/tokens",
                 "data": base64.b64encode(secrets.token_bytes(60)).decode(),
-                "origin": request.host_url.rstrip("/"),
+                "origin": self.flex_origin,
                 "jwk": public_jwk(key, kid, "enc"),
             },
             "ctx": [{"data": {"requiredFields": required, "optionalFields": optional}, "type": "api-0.1.0"}],
@@ -314,7 +329,9 @@ class CybersourceEmulator(Emulator):
             token = "this-is-not-a-jwt"
         with self._sessions_lock:
             self._expire_sessions(now)
-            self.contexts[kid] = Session(kid, key, token, tuple(required), tuple(optional), claims["exp"])
+            self.contexts[kid] = Session(
+                kid, key, token, tuple(required), tuple(optional), claims["exp"], f"Flex/{secrets.randbelow(100):02d}"
+            )
         if fault and fault.get("trickle"):  # the answer dribbles out, one chunk per interval
             pause = float(fault["trickle"])
 
@@ -331,7 +348,7 @@ class CybersourceEmulator(Emulator):
         for k in stale:
             del self.contexts[k]
 
-    # -- tokens ---------------------------------------------------------------------
+    # -- tokens (served by the Flex origin, not the REST host) ------------------------
 
     def tokens(self, request: Request) -> Response:
         raw = request.get_data(as_text=True).strip()
@@ -392,7 +409,8 @@ class CybersourceEmulator(Emulator):
             return _error(400, "VALIDATION_ERROR", "Field validation failed", details)
         now = int(time.time())
         claims = {
-            "iss": "Flex/08",
+            "iss": session.issuer,
+            "type": TOKEN_TYPE,
             "exp": now + TOKEN_LIFETIME,
             "iat": now,
             "jti": _random(_UPPER_ALNUM, 64),
@@ -403,6 +421,49 @@ class CybersourceEmulator(Emulator):
         return Response(
             token, status=201, content_type="application/jwt;charset=utf-8", headers={"Digest": digest_header}
         )
+
+
+class FlexOrigin:
+    """The Flex origin (``https://testflex.cybersource.com`` in the sandbox) as its own WSGI
+    app, served on its own port: ``POST /flex/v2/tokens`` and a health check. The token
+    endpoint and the sessions it checks are the emulator's; calls count in its stats."""
+
+    name = "cybersource-flex"
+
+    def __init__(self, emulator: CybersourceEmulator) -> None:
+        self.emulator = emulator
+        self.url_map = Map(
+            [
+                Rule("/flex/v2/tokens", methods=["POST"], endpoint="tokens"),
+                Rule("/__emulator/health", methods=["GET"], endpoint="health"),
+            ]
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            if endpoint == "health":
+                response = json_response(200, {"ok": True, "emulator": self.name})
+            else:
+                with self.emulator._lock:
+                    self.emulator.counts[endpoint] += 1
+                response = getattr(self.emulator, endpoint)(request, **args)
+        except NotFound:
+            response = json_response(404, {"message": "not found"})
+        except HTTPException as exc:
+            response = json_response(exc.code or 500, {"message": exc.description})
+        return response(environ, start_response)
+
+
+def start_flex_origin(
+    emulator: CybersourceEmulator, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> ServerThread:
+    """Serve the emulator's Flex origin on its own port and name it in capture contexts'
+    ``flx.origin``. The caller stops the returned server."""
+    server = ServerThread(emulator.flex, host, port, **kwargs).start()
+    emulator.flex_origin = server.url
+    return server
 
 
 def _collect(node: Any, path: str, required: list[str], optional: list[str], details: list[dict[str, str]]) -> None:
@@ -475,13 +536,19 @@ def _token_content(data: dict[str, Any], number: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Cybersource Flex API v2 emulator")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--port", type=int, default=8081, help="the REST API host's port")
+    parser.add_argument("--flex-port", type=int, default=8083, help="the Flex origin's port (/flex/v2/tokens)")
     parser.add_argument("--merchant-id", default=TESTREST_MERCHANT_ID)
     parser.add_argument("--key-id", default=TESTREST_KEY_ID)
     parser.add_argument("--shared-secret", default=TESTREST_SHARED_SECRET)
     args = parser.parse_args()
     emulator = CybersourceEmulator(merchant_id=args.merchant_id, key_id=args.key_id, shared_secret=args.shared_secret)
-    serve_forever(emulator, args.host, args.port)
+    flex = start_flex_origin(emulator, args.host, args.flex_port)
+    print(f"cybersource Flex origin on {flex.url}", flush=True)
+    try:
+        serve_forever(emulator, args.host, args.port)
+    finally:
+        flex.stop()
 
 
 if __name__ == "__main__":

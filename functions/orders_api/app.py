@@ -1,5 +1,5 @@
-"""GET /orders/{orderId}: an order's status and history; POST /orders/{orderId}/capture
-and /cancel: the merchant's actions on it (API key)."""
+"""GET /orders/{orderId}: an order's status and history; POST /orders/{orderId}/capture,
+/cancel and /refund: the merchant's actions on it (API key)."""
 
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -7,7 +7,7 @@ from decline_rescue.domain.strict_json import check_order_id
 from decline_rescue.runtime.coldstart import init_done
 from decline_rescue.runtime.observability import logger, metrics, tracer
 from decline_rescue.runtime.router import Request, Router, response
-from decline_rescue.services import actions, orders
+from decline_rescue.services import actions, orders, refunds
 
 router = Router()
 
@@ -26,6 +26,11 @@ def capture_order(request: Request, orderId: str):
 def cancel_order(request: Request, orderId: str):
     request.json_body()  # an empty body, or JSON: anything else is a 400
     return response(200, actions.cancel(check_order_id(orderId), lambda_context=request.context))
+
+
+@router.post("/orders/<orderId>/refund")
+def refund_order(request: Request, orderId: str):
+    return response(200, refunds.refund(check_order_id(orderId), request.json_body(), lambda_context=request.context))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -44,7 +44,7 @@ def resign(token: str, emulator, **changes) -> str:
     return jwt.encode(claims, emulator.signing_keys[kid], algorithm="RS256", headers={"kid": kid, "typ": None})
 
 
-def test_good_capture_context_verifies(cybersource_url):
+def test_good_capture_context_verifies(cybersource, cybersource_url):
     client = make_client(cybersource_url)
     token = client.create_session(FIELDS)
     verified = client.verify(token, required=REQUIRED, optional=OPTIONAL)
@@ -52,7 +52,8 @@ def test_good_capture_context_verifies(cybersource_url):
     assert (verified.expires_at - verified.issued_at).total_seconds() == 900
     assert len(verified.jti) == 16
     assert verified.encryption_key["kty"] == "RSA" and verified.key_id == verified.encryption_key["kid"]
-    assert verified.origin == cybersource_url and verified.path == "/flex/v2/tokens"
+    # flx.origin is the Flex origin (its own port), not the REST host the client called
+    assert verified.origin == cybersource[0].flex_origin != cybersource_url and verified.path == "/flex/v2/tokens"
 
 
 def test_public_key_is_cached_across_verifications(cybersource_url):

@@ -4,7 +4,11 @@ drop, duplicate, reorder, delay and retry switches) received by a real HTTP endp
 
 Progression is driven by ``POST /__emulator/clock`` (a step is 100 s of emulator time, so
 real time never moves an order on by itself during a test); webhook signatures are checked
-by an implementation of the PROVIDERS.md formula written here, not by ``sign_webhook``."""
+by an implementation of the PROVIDERS.md formula written here, not by ``sign_webhook``.
+
+Status names are the sandbox's upper case (``CAPTUREREQUIRED``): the path table below spells
+them as the provider's enum does and is compared case-insensitively (it is about the path);
+every other test asserts the exact upper-case spelling."""
 
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ from tests.integration.test_flexfactor_emulator import CREDENTIALS, payload
 
 STEP = 100.0  # seconds of emulator time per lifecycle step
 KEY = base64.b64encode(b"lifecycle-test-subscriber-key-0123456789").decode()
+WEBHOOK_CONTENT_TYPE = "text/plain; charset=utf-8"  # "not sent in application/json" [seen]
+TRACE_ID = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 SIGNED_HEADERS = "HMAC-SHA512 SignedHeaders=x-fc-nonce;x-fc-date;host;x-fc-content-sha512&Signature="
 BODY_KEYS = {
     "Event",
@@ -180,7 +186,7 @@ def future(seconds: float) -> str:
 
 # -- lifecycle scenarios ------------------------------------------------------------
 
-# (payload, capture window in steps, [(steps since /evaluate, statusName, every event so far)])
+# (payload, [(steps since /evaluate, statusName (any case), every event so far)])
 SCENARIOS: dict[str, tuple[dict[str, Any], list[tuple[float, str, list[str]]]]] = {
     "mit-completed": (
         {"mit": True, "last4": "4242"},
@@ -241,6 +247,11 @@ ORDER_EVENT_STATUS = {
 STATUS = {"Draft": 0, "Cancelled": 2, "Expired": 2, "Processing": 4, "Capturerequired": 5, "Completed": 7}
 
 
+def same_status(actual: str, expected: str) -> bool:
+    """For the path tests only: the status, whatever the case it is spelt in."""
+    return isinstance(actual, str) and actual.casefold() == expected.casefold()
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_scenario_paths_and_webhooks(ff, scenario):
     request, path = SCENARIOS[scenario]
@@ -254,7 +265,8 @@ def test_scenario_paths_and_webhooks(ff, scenario):
         elapsed = steps * STEP
         ff.flush()
         order = ff.order(order_id)
-        assert (order["statusName"], order["status"]) == (status_name, STATUS[status_name]), (scenario, steps)
+        assert same_status(order["statusName"], status_name), (scenario, steps, order["statusName"])
+        assert order["status"] == STATUS[status_name], (scenario, steps)
         assert ff.receiver.events(order_id) == events, (scenario, steps)
         assert [e["event"] for e in ff.log(order_id)] == events
     assert order["referenceNumber"] == body["orderId"]
@@ -264,10 +276,13 @@ def test_scenario_paths_and_webhooks(ff, scenario):
     assert admin["scenario"] == scenario
     assert admin["referenceNumber"] == body["orderId"] and admin["isMIT"] is (body.get("isMIT") is True)
     changes = [name for name, _ in admin["history"]]
-    assert changes == list(dict.fromkeys(name for _, name, _ in path))
+    expected_changes = list(dict.fromkeys(name for _, name, _ in path))
+    assert len(changes) == len(expected_changes), changes
+    assert all(same_status(a, b) for a, b in zip(changes, expected_changes, strict=True)), changes
     placed = datetime.fromisoformat(admin["history"][0][1])
     assert placed == datetime.fromisoformat(order["orderPlacedDate"])
     assert all(datetime.fromisoformat(at) >= placed for _, at in admin["history"])
+    assert same_status(admin["statusName"], path[-1][1])
     assert admin["final"] is (path[-1][1] in ("Completed", "Cancelled", "Expired"))
 
     # every delivery: signed, first-time, the order's ids, its event data
@@ -284,12 +299,15 @@ def test_scenario_paths_and_webhooks(ff, scenario):
         assert message["OrderId"] == order_id and message["ExternalOrderId"] == body["orderId"]
         assert message["IsTestMode"] is True and message["IsResent"] is False
         assert uuid.UUID(message["ConfirmationId"]) and message["TimeStamp"].endswith("Z")
-        assert received.headers["content-type"] == "application/json"
-        if message["Event"].startswith("order."):
-            status = ORDER_EVENT_STATUS[message["Event"]]
-            assert message["EventData"] == {"status": status, "amount": 1999}
+        assert received.headers["content-type"] == WEBHOOK_CONTENT_TYPE
+        data = message["EventData"]
+        if message["Event"] == "order.completed":
+            assert data is None  # as FlexCharge's own sample
+        elif message["Event"].startswith("order."):
+            assert set(data) == {"status", "amount"} and data["amount"] == 1999, data
+            assert same_status(data["status"], ORDER_EVENT_STATUS[message["Event"]]), data
         else:
-            assert message["EventData"] == {}
+            assert data == {}
 
 
 def test_a_transition_is_stamped_with_its_due_time(ff):
@@ -297,7 +315,7 @@ def test_a_transition_is_stamped_with_its_due_time(ff):
     ff.advance(10 * STEP)  # both steps became due at once
     history = ff.admin_order(order_id)["history"]
     times = [datetime.fromisoformat(at) for _, at in history]
-    assert [name for name, _ in history] == ["Draft", "Processing", "Completed"]
+    assert [name for name, _ in history] == ["DRAFT", "PROCESSING", "COMPLETED"]
     assert [round((t - times[0]).total_seconds(), 3) for t in times] == [0, STEP, 2 * STEP]
     timestamp = ff.flush()["webhooks"][0]["TimeStamp"]
     assert datetime.fromisoformat(timestamp) == times[2]
@@ -308,10 +326,14 @@ def test_expired_order_by_id_and_in_the_list(ff):
     order_id, _ = ff.evaluate(mit=True, last4="0077", expiryDateUtc=expiry)
     ff.advance(2 * STEP)
     order = ff.order(order_id)
-    assert (order["status"], order["statusName"]) == (2, "Expired")
+    assert (order["status"], order["statusName"]) == (2, "EXPIRED")  # the enum has no Expired
     assert datetime.fromisoformat(order["expiryDate"]) == datetime.fromisoformat(expiry)
     assert [o["id"] for o in ff.http.get("/v1/orders", params={"status": "expired"}).json()["items"]] == [order_id]
     assert ff.http.get("/v1/orders", params={"status": "Cancelled"}).json()["items"] == []
+    assert [o["id"] for o in ff.http.get("/v1/orders", params={"status": 2}).json()["items"]] == [order_id]
+    ff.flush()
+    assert ff.receiver.events(order_id) == ["order.expired"]
+    assert ff.receiver.bodies(order_id)[0]["EventData"] == {"status": "EXPIRED", "amount": 1999}
 
 
 def test_progression_runs_on_its_own_in_real_time(ff):
@@ -319,9 +341,9 @@ def test_progression_runs_on_its_own_in_real_time(ff):
     ff.configure(step_seconds=0.05)
     order_id, _ = ff.evaluate(mit=True, last4="4242")
     deadline = time.monotonic() + 3
-    while ff.emulator.orders[order_id].status_name != "Completed" and time.monotonic() < deadline:
+    while ff.emulator.orders[order_id].status_name != "COMPLETED" and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert ff.emulator.orders[order_id].status_name == "Completed"
+    assert ff.emulator.orders[order_id].status_name == "COMPLETED"
     assert ff.flush()["webhooks"][0]["fate"] == "delivered"
 
 
@@ -368,7 +390,7 @@ def test_orders_list_filters_sorts_and_pages(ff):
     assert [o["id"] for o in everything["items"]] == newest_first
     assert {k: v for k, v in everything.items() if k != "items"} == {
         "pageNumber": 1,
-        "pageSize": 20,
+        "pageSize": 10,  # as the sandbox
         "pageCount": 1,
         "totalCount": 5,
         "hasNextPage": False,
@@ -377,6 +399,8 @@ def test_orders_list_filters_sorts_and_pages(ff):
     assert everything["items"][0] == ff.order(ids["draft"])
     assert listed(sort="asc") == newest_first[::-1]
     assert listed(orderBy="orderPlacedDate", sort="DESC") == newest_first
+    assert listed(orderBy="createdOn") == listed(OrderBy="CREATEDON", sort="desc") == newest_first
+    assert listed(orderBy="amount", sort="asc") == newest_first[::-1]  # one amount: then when placed
     first, last, beyond = page(pageSize=2), page(pageSize=2, pageNumber=3), page(pageSize=2, pageNumber=4)
     assert [o["id"] for o in first["items"]] == newest_first[:2]
     assert (first["pageCount"], first["totalCount"], first["hasNextPage"], first["hasPreviousPage"]) == (
@@ -392,12 +416,20 @@ def test_orders_list_filters_sorts_and_pages(ff):
     assert len(listed(pageSize=100)) == 5
 
     assert set(listed(status=2)) == {ids["declined"], ids["expired"]}
-    assert listed(status="cancelled") == [ids["declined"]]
-    assert listed(status="Expired") == [ids["expired"]]
-    assert listed(status="7") == listed(status="Completed") == [ids["approved"]]
-    assert listed(status=5) == [ids["capture"]]
+    assert listed(status="cancelled") == listed(status="CANCELLED") == [ids["declined"]]
+    assert listed(status="Expired") == listed(status="EXPIRED") == [ids["expired"]]
+    assert listed(status="7") == listed(status="COMPLETED") == [ids["approved"]]
+    assert listed(status=5) == listed(status="CaptureRequired") == [ids["capture"]]
     assert listed(status="Draft") == [ids["draft"]]
-    assert listed(status="Returned") == []
+    assert listed(status="Returned") == listed(status=6) == []
+    names = {o["id"]: o["statusName"] for o in everything["items"]}
+    assert [names[ids[n]] for n in ("declined", "approved", "capture", "expired", "draft")] == [
+        "CANCELLED",
+        "COMPLETED",
+        "CAPTUREREQUIRED",
+        "EXPIRED",
+        "DRAFT",
+    ]
 
     iso = {n: t.isoformat() for n, t in placed.items()}
     assert listed(**{"from": iso["approved"], "to": iso["expired"]}) == [
@@ -419,7 +451,7 @@ def test_orders_list_filters_sorts_and_pages(ff):
         ({"from": "yesterday"}, "from"),
         ({"to": "2025-13-01"}, "to"),
         ({"from": "2025-03-02", "to": "2025-03-01"}, "to"),
-        ({"orderBy": "amount"}, "orderBy"),
+        ({"orderBy": "price"}, "orderBy"),
         ({"sort": "up"}, "sort"),
         ({"pageSize": "0"}, "pageSize"),
         ({"pageSize": "101"}, "pageSize"),
@@ -431,9 +463,14 @@ def test_orders_list_filters_sorts_and_pages(ff):
 def test_orders_list_refuses_a_bad_parameter(ff, params, parameter):
     response = ff.http.get("/v1/orders", params=params)
     assert response.status_code == 400
-    problem = response.json()
+    flat = response.json()  # the sandbox's flat 400: a TraceId beside the bad parameter
+    assert list(flat) == ["TraceId", parameter]
+    assert len(flat["TraceId"]) == 1 and TRACE_ID.fullmatch(flat["TraceId"][0])
+    assert len(flat[parameter]) == 1 and isinstance(flat[parameter][0], str)
+    ff.configure(errorShape="problem")
+    problem = ff.http.get("/v1/orders", params=params).json()
     assert problem["status"] == 400 and problem["title"] == "One or more validation errors occurred."
-    assert list(problem["errors"]) == [parameter]
+    assert list(problem["errors"]) == [parameter] and problem["errors"][parameter] == flat[parameter]
 
 
 # -- capture ------------------------------------------------------------------------
@@ -446,6 +483,7 @@ def capture_body(order_id: str, **changes: Any) -> dict[str, Any]:
 def test_capture(ff):
     order_id, _ = ff.evaluate(last4="4242", transactionType="AUTHORIZATION")
     approved_id, _ = ff.evaluate(last4="4242")
+    untouched = ff.order(order_id), ff.order(approved_id)
 
     def failed(body: Any, status: int, key: str) -> None:
         response = ff.http.post("/v1/capture", json=body)
@@ -454,15 +492,24 @@ def test_capture(ff):
         assert (answer["status"], answer["success"]) == ("FAILED", False)
         assert key in [e["key"] for e in answer["errors"]]
 
+    # malformed, unknown: 4xx
     failed(capture_body(order_id, amount=0), 400, "Amount")
-    failed(capture_body(order_id, amount=2000), 400, "Amount")  # more than the order's 1999
     failed(capture_body(order_id, amount="15.00"), 400, "Amount")
-    failed(capture_body(order_id, currency="EUR"), 400, "Currency")
     failed({"amount": 1500}, 400, "IdempotencyKey")
     failed([], 400, "$")
     failed(capture_body(str(uuid.uuid4())), 404, "OrderId")
-    failed(capture_body(approved_id), 409, "OrderId")  # Completed, not Capturerequired
-    assert ff.order(order_id)["statusName"] == "Capturerequired"
+    # the order cannot be captured so: HTTP 200, status FAILED (as the sandbox)
+    failed(capture_body(order_id, amount=2000), 200, "Amount")  # more than the order's 1999
+    failed(capture_body(order_id, currency="EUR"), 200, "Currency")
+    failed(capture_body(approved_id), 200, "OrderId")  # COMPLETED, not CAPTUREREQUIRED
+    refused = ff.http.post("/v1/capture", json=capture_body(approved_id)).json()
+    assert refused["orderId"] == approved_id and "COMPLETED" in refused["errors"][0]["error"]
+    # no refusal changed either order, captured anything or sent anything
+    assert (ff.order(order_id), ff.order(approved_id)) == untouched
+    assert ff.order(order_id)["statusName"] == "CAPTUREREQUIRED"
+    assert ff.admin_order(order_id)["capturedAmount"] is None
+    assert [name for name, _ in ff.admin_order(order_id)["history"]] == ["CAPTUREREQUIRED"]
+    assert ff.log(order_id) == [] and ff.log(approved_id) == []
 
     body = capture_body(order_id, currency="usd")
     first = ff.http.post("/v1/capture", json=body)
@@ -473,33 +520,43 @@ def test_capture(ff):
         "success": True,
         "orderId": order_id,
         "capturedAmount": 1500,
-        "statusName": "Completed",
+        "statusName": "COMPLETED",
     }
-    assert ff.order(order_id)["statusName"] == "Completed"
+    assert (ff.order(order_id)["status"], ff.order(order_id)["statusName"]) == (7, "COMPLETED")
 
     replay = ff.http.post("/v1/capture", json=dict(reversed(list(body.items()))))
     assert (replay.status_code, replay.json()) == (200, answer)
     failed({**body, "amount": 1400}, 409, "IdempotencyKey")  # same key, other payload
-    failed(capture_body(order_id), 409, "OrderId")  # a new key: the order is Completed now
+    failed(capture_body(order_id), 200, "OrderId")  # a new key: the order is COMPLETED now
 
     ff.advance(3 * 3600)  # past the capture window: a captured order is never voided
     ff.flush()
-    assert ff.order(order_id)["statusName"] == "Completed"
+    assert ff.order(order_id)["statusName"] == "COMPLETED"
     assert ff.receiver.events(order_id) == ["order.completed"]  # once, despite the replay
-    assert ff.receiver.bodies(order_id)[0]["EventData"] == {"status": "Completed", "amount": 1500}
+    assert ff.receiver.bodies(order_id)[0]["EventData"] is None  # as FlexCharge's own sample
     assert ff.admin_order(order_id)["capturedAmount"] == 1500
+    assert [name for name, _ in ff.admin_order(order_id)["history"]] == ["CAPTUREREQUIRED", "COMPLETED"]
+    ff.verify_all()
 
 
 def test_an_uncaptured_order_is_voided_after_the_window(ff):
     order_id, _ = ff.evaluate(last4="4242", transactionType="authorization")  # window: 3600 s by default
     ff.advance(3599)
-    assert ff.order(order_id)["statusName"] == "Capturerequired"
+    assert ff.order(order_id)["statusName"] == "CAPTUREREQUIRED"
     ff.advance(1)
-    assert ff.order(order_id)["statusName"] == "Cancelled"
+    voided = ff.order(order_id)
+    assert (voided["status"], voided["statusName"]) == (2, "CANCELLED")
     response = ff.http.post("/v1/capture", json=capture_body(order_id))
-    assert response.status_code == 409
+    assert response.status_code == 200  # too late: 200 FAILED, and nothing changes
+    assert (response.json()["status"], response.json()["success"]) == ("FAILED", False)
+    assert "CANCELLED" in response.json()["errors"][0]["error"]
+    assert ff.order(order_id) == voided and ff.admin_order(order_id)["capturedAmount"] is None
     ff.flush()
     assert ff.receiver.events(order_id) == ["order.capturerequired", "order.cancelled"]
+    assert [b["EventData"] for b in ff.receiver.bodies(order_id)] == [
+        {"status": "CAPTUREREQUIRED", "amount": 1999},
+        {"status": "CANCELLED", "amount": 1999},
+    ]
 
 
 # -- cancel -------------------------------------------------------------------------
@@ -514,35 +571,31 @@ def test_cancel_rules(ff):
     mit_done, _ = ff.evaluate(mit=True, last4="3184")
     declined, _ = ff.evaluate(last4="0002")
     ff.advance(STEP)  # the first MIT orders are Processing now
-    assert ff.order(mit_processing)["statusName"] == ff.order(mit_long)["statusName"] == "Processing"
+    assert ff.order(mit_processing)["statusName"] == ff.order(mit_long)["statusName"] == "PROCESSING"
     fresh, _ = ff.evaluate(mit=True, last4="4242")  # Draft
 
     def cancel(order_id: str, body: Any = None) -> httpx.Response:
         return ff.http.post(f"/v1/orders/{order_id}/cancel", json=body)
 
     response = ff.http.post(f"/v1/orders/{fresh}/cancel")  # no body at all
-    assert response.status_code == 200, response.text
-    assert {k: response.json()[k] for k in ("status", "success", "orderId", "orderStatus", "statusName")} == {
-        "status": "SUCCESS",
-        "success": True,
-        "orderId": fresh,
-        "orderStatus": 2,
-        "statusName": "Cancelled",
-    }
-    assert cancel(mit_processing, {"idempotencyKey": "k-1"}).status_code == 200
-    assert cancel(mit_long, {}).status_code == 200
-    assert cancel(capture).status_code == 200
+    assert (response.status_code, response.json()) == (200, {}), response.text  # the sandbox's empty object
+    assert (ff.order(fresh)["status"], ff.order(fresh)["statusName"]) == (2, "CANCELLED")
+    for order_id, body in [(mit_processing, {"idempotencyKey": "k-1"}), (mit_long, {}), (capture, None)]:
+        done = cancel(order_id, body)
+        assert (done.status_code, done.json()) == (200, {}), order_id
 
+    before = {order_id: ff.order(order_id) for order_id in (challenge, cit_done, mit_done, declined, fresh)}
     for order_id, state in [
-        (challenge, "Draft"),
-        (cit_done, "Completed"),
-        (mit_done, "Completed"),
-        (declined, "Cancelled"),
-        (fresh, "Cancelled"),
+        (challenge, "DRAFT"),
+        (cit_done, "COMPLETED"),
+        (mit_done, "COMPLETED"),
+        (declined, "CANCELLED"),
+        (fresh, "CANCELLED"),
     ]:
         refused = cancel(order_id)
         assert refused.status_code == 409
         assert refused.json()["status"] == 409 and f"The order is {state};" in refused.json()["title"]
+    assert {order_id: ff.order(order_id) for order_id in before} == before  # the refusals changed nothing
     assert cancel(str(uuid.uuid4())).status_code == 404
     bad = ff.http.post(f"/v1/orders/{fresh}/cancel", content=b"not json")
     assert bad.status_code == 400
@@ -550,11 +603,13 @@ def test_cancel_rules(ff):
     ff.advance(5 * STEP)  # nothing cancelled moves on by itself
     ff.flush()
     for order_id in (fresh, mit_processing, mit_long, capture):
-        assert ff.order(order_id)["statusName"] == "Cancelled"
+        assert ff.order(order_id)["statusName"] == "CANCELLED"
         assert ff.receiver.events(order_id)[-1] == "order.cancelled"
         assert ff.receiver.events(order_id).count("order.cancelled") == 1
+        assert ff.receiver.bodies(order_id)[-1]["EventData"] == {"status": "CANCELLED", "amount": 1999}
     assert "order.completed" not in ff.receiver.events(fresh) + ff.receiver.events(mit_long)
-    assert [name for name, _ in ff.admin_order(mit_processing)["history"]] == ["Draft", "Processing", "Cancelled"]
+    assert [name for name, _ in ff.admin_order(mit_processing)["history"]] == ["DRAFT", "PROCESSING", "CANCELLED"]
+    ff.verify_all()
 
 
 def test_cancel_idempotency_key(ff):
@@ -562,61 +617,225 @@ def test_cancel_idempotency_key(ff):
     second, _ = ff.evaluate(mit=True, last4="4242")
     key = {"idempotencyKey": str(uuid.uuid4())}
     done = ff.http.post(f"/v1/orders/{first}/cancel", json=key)
-    assert done.status_code == 200
+    assert (done.status_code, done.json()) == (200, {})
     again = ff.http.post(f"/v1/orders/{first}/cancel", json=key)
-    assert (again.status_code, again.json()) == (200, done.json())  # replayed, not "already Cancelled"
-    assert ff.http.post(f"/v1/orders/{first}/cancel").status_code == 409  # without the key: the state
+    assert (again.status_code, again.json()) == (200, {})  # replayed, not "already CANCELLED"
+    without = ff.http.post(f"/v1/orders/{first}/cancel")  # without the key: the state decides
+    assert without.status_code == 409 and "The order is CANCELLED;" in without.json()["title"]
     other = ff.http.post(f"/v1/orders/{second}/cancel", json=key)
     assert (other.status_code, other.json()["title"]) == (409, "idempotency key reused with a different payload")
-    assert ff.order(second)["statusName"] == "Draft"
+    assert ff.order(second)["statusName"] == "DRAFT"
     ff.advance(24 * 3600 + 1)  # the key is forgotten after 24 h
     late = ff.http.post(f"/v1/orders/{first}/cancel", json=key)
-    assert late.status_code == 409 and "Cancelled" in late.json()["title"]
+    assert late.status_code == 409 and "CANCELLED" in late.json()["title"]
     assert len(ff.log(first)) == 1
+
+
+def test_external_cancel_over_the_lifecycle(ff):
+    """``/external-cancel`` by the merchant's orderId, the way out when /evaluate timed out:
+    mid-path it cancels for good (signed ``order.cancelled``, the path stops), again it
+    answers ``200 {}`` without a second event, an order past cancelling is refused as is."""
+    reference = f"merchant-{uuid.uuid4()}"
+    order_id, body = ff.evaluate(mit=True, last4="4242", orderId=reference)  # mit-completed
+    done_id, done_body = ff.evaluate(mit=True, last4="4242")
+    ff.advance(STEP)
+    assert ff.order(order_id)["statusName"] == ff.order(done_id)["statusName"] == "PROCESSING"
+
+    def external_cancel(external_id: str) -> httpx.Response:
+        return ff.http.post(f"/v1/orders/{external_id}/external-cancel")
+
+    done = external_cancel(reference)
+    assert (done.status_code, done.json()) == (200, {}), done.text
+    cancelled = ff.order(order_id)
+    assert (cancelled["status"], cancelled["statusName"]) == (2, "CANCELLED")
+    again = external_cancel(reference)
+    assert (again.status_code, again.json()) == (200, {})  # already CANCELLED: the same answer
+    assert ff.order(order_id) == cancelled
+
+    unknown = external_cancel(f"merchant-{uuid.uuid4()}")
+    assert unknown.status_code == 404
+    problem = unknown.json()
+    assert (problem["status"], problem["title"]) == (404, "Not Found") and TRACE_ID.fullmatch(problem["traceId"])
+    assert external_cancel(order_id).status_code == 404  # FlexFactor's own id is not the merchant's
+
+    ff.advance(STEP)  # the other order completes; the cancelled one stays where it is
+    completed = ff.order(done_id)
+    assert completed["statusName"] == "COMPLETED"
+    refused = external_cancel(done_body["orderId"])
+    assert refused.status_code == 409 and "The order is COMPLETED;" in refused.json()["title"]
+    assert ff.order(done_id) == completed
+
+    ff.advance(5 * STEP)
+    ff.flush()
+    assert ff.order(order_id) == cancelled
+    assert ff.receiver.events(order_id) == ["order.cancelled"]  # once, and no order.completed after it
+    [message] = ff.receiver.bodies(order_id)
+    assert message["ExternalOrderId"] == body["orderId"] == reference
+    assert message["EventData"] == {"status": "CANCELLED", "amount": 1999}
+    assert ff.receiver.events(done_id) == ["order.completed"]  # the refusal sent nothing
+    admin = ff.admin_order(order_id)
+    assert [name for name, _ in admin["history"]] == ["DRAFT", "PROCESSING", "CANCELLED"] and admin["final"]
+    ff.verify_all()
+    assert all(r.headers["content-type"] == WEBHOOK_CONTENT_TYPE for r in ff.receiver.requests)
+
+
+def test_external_cancel_takes_the_latest_order_of_a_reused_order_id(ff):
+    """A merchant that retried a timed-out /evaluate (a new idempotency key, the same orderId)
+    cancels the order it never heard of: the latest; an open authorisation is voided early."""
+    reference = f"merchant-{uuid.uuid4()}"
+    older, _ = ff.evaluate(last4="4242", transactionType="AUTHORIZATION", orderId=reference)
+    latest, _ = ff.evaluate(last4="4242", transactionType="AUTHORIZATION", orderId=reference)
+    assert older != latest
+    done = ff.http.post(f"/v1/orders/{reference}/external-cancel", json={})
+    assert (done.status_code, done.json()) == (200, {})
+    assert (ff.order(latest)["statusName"], ff.order(older)["statusName"]) == ("CANCELLED", "CAPTUREREQUIRED")
+    ff.advance(STEP)
+    ff.flush()
+    assert ff.receiver.events(latest) == ["order.cancelled"]  # no order.capturerequired for a state left
+    assert ff.receiver.events(older) == ["order.capturerequired"]
+    capture = ff.http.post("/v1/capture", json=capture_body(latest))
+    assert (capture.status_code, capture.json()["status"]) == (200, "FAILED")
 
 
 # -- refund -------------------------------------------------------------------------
 
 
-def test_refund_never_refunds_twice(ff):
-    order_id, _ = ff.evaluate(last4="4242")  # Completed, 1999 cents
+def refund(ff: FF, order_id: str, body: Any) -> httpx.Response:
+    return ff.http.post(f"/v1/orders/{order_id}/refund", json=body)
+
+
+def assert_refund_failed(response: httpx.Response, message: str) -> None:
+    """The sandbox's refund failure: HTTP 200, responseCode 2001, status FAILED."""
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert {k: answer[k] for k in ("responseCode", "success", "status", "transactionId")} == {
+        "responseCode": "2001",
+        "success": False,
+        "status": "FAILED",
+        "transactionId": None,
+    }
+    assert answer["responseMessage"] == message
+    assert answer["errors"] == [{"item1": message, "item2": "2001", "item3": "2001", "item4": True}]
+
+
+def test_refund_never_refunds_more_than_was_charged(ff):
+    order_id, _ = ff.evaluate(last4="4242")  # COMPLETED, 1999 cents
     draft, _ = ff.evaluate(mit=True, last4="4242")
 
-    def refund(order: str, body: Any) -> httpx.Response:
-        return ff.http.post(f"/v1/orders/{order}/refund", json=body)
+    for bad in ({"amountToRefund": 0}, {"amountToRefund": -1}, {"amountToRefund": 1.234}):
+        response = refund(ff, order_id, bad)
+        assert response.status_code == 400 and list(response.json()) == ["TraceId", "AmountToRefund"], bad
+    for bad in ({"amountToRefund": "ten"}, {}, {"amountToRefund": True}):
+        assert refund(ff, order_id, bad).status_code == 400, bad
+    bad_message = refund(ff, order_id, {"amountToRefund": 5, "refundMessage": 7})
+    assert bad_message.status_code == 400
+    assert bad_message.json()["RefundMessage"] == ["The field RefundMessage is invalid."]
+    assert_refund_failed(refund(ff, draft, {"amountToRefund": 5}), "Order in status DRAFT cannot be refunded")
+    assert refund(ff, str(uuid.uuid4()), {"amountToRefund": 5}).status_code == 404
+    assert_refund_failed(  # more than was charged, before any refund
+        refund(ff, order_id, {"amountToRefund": 20.00}),
+        "Amount to refund (20.00) is greater than maximum refund amount in (19.99))",
+    )
+    assert ff.admin_order(order_id)["refundedAmount"] == ff.admin_order(draft)["refundedAmount"] == 0
 
-    for bad in ({"amountToRefund": 20.00}, {"amountToRefund": 0}, {"amountToRefund": -1}, {"amountToRefund": 1.234}):
-        response = refund(order_id, bad)
-        assert response.status_code == 400 and list(response.json()["errors"]) == ["AmountToRefund"], bad
-    for bad in ({"amountToRefund": "10"}, {}, {"amountToRefund": True}):
-        assert refund(order_id, bad).status_code == 400
-    assert refund(order_id, {"amountToRefund": 5, "refundMessage": 7}).json()["errors"] == {
-        "RefundMessage": ["The RefundMessage field must be a string."]
-    }
-    conflict = refund(draft, {"amountToRefund": 5})
-    assert conflict.status_code == 409 and "Draft" in conflict.json()["title"]
-    assert refund(str(uuid.uuid4()), {"amountToRefund": 5}).status_code == 404
-
-    done = refund(order_id, {"amountToRefund": 10.50, "refundMessage": "goodwill"})
+    # partial refunds add up to what was charged, and never beyond
+    done = refund(ff, order_id, {"amountToRefund": 10.50, "refundMessage": "goodwill"})
     assert done.status_code == 200, done.text
-    assert {k: done.json()[k] for k in ("status", "success", "amountRefunded", "alreadyRefunded", "orderStatus")} == {
+    assert {k: done.json()[k] for k in ("status", "success", "responseCode", "amountRefunded")} == {
         "status": "SUCCESS",
         "success": True,
+        "responseCode": "0",
         "amountRefunded": 10.5,
-        "alreadyRefunded": False,
-        "orderStatus": 6,
     }
-    for again in ({"amountToRefund": 10.50}, {"amountToRefund": 19.99}, {"amountToRefund": 5}):
-        repeat = refund(order_id, again)
-        assert repeat.status_code == 200
-        assert (repeat.json()["amountRefunded"], repeat.json()["alreadyRefunded"]) == (10.5, True)
-    assert (ff.order(order_id)["status"], ff.order(order_id)["statusName"]) == (6, "Returned")
-    assert ff.admin_order(order_id)["refundedAmount"] == 1050
+    assert (ff.order(order_id)["status"], ff.order(order_id)["statusName"]) == (7, "COMPLETED")  # partly refunded
+    for again in ({"amountToRefund": 10.50}, {"amountToRefund": 19.99}, {"amountToRefund": 9.50}):
+        asked = f"{again['amountToRefund']:.2f}"
+        message = f"Amount to refund ({asked}) is greater than maximum refund amount in (9.49))"
+        assert_refund_failed(refund(ff, order_id, again), message)
+        assert ff.admin_order(order_id)["refundedAmount"] == 1050
+    rest = refund(ff, order_id, {"amountToRefund": "9.49"})  # a numeric string binds
+    assert (rest.status_code, rest.json()["amountRefunded"]) == (200, 9.49)
+    assert (ff.order(order_id)["status"], ff.order(order_id)["statusName"]) == (6, "RETURNED")
+    for again in ({"amountToRefund": 0.01}, {"amountToRefund": 19.99}):
+        asked = f"{again['amountToRefund']:.2f}"
+        message = f"Amount to refund ({asked}) is greater than maximum refund amount in (0.00))"
+        assert_refund_failed(refund(ff, order_id, again), message)
+    assert ff.admin_order(order_id)["refundedAmount"] == 1999  # exactly the charge
+    assert ff.order(order_id)["statusName"] == "RETURNED"
+
     ff.advance(STEP)
     ff.flush()
-    refunds = [b for b in ff.receiver.bodies(order_id) if b["Event"] == "order.refunded"]
-    assert [b["EventData"] for b in refunds] == [{"status": "Returned", "amount": 1050}]
-    assert ff.receiver.events(order_id) == ["order.refunded"]  # order.completed: the order left Completed first
+    assert [b["EventData"] for b in ff.receiver.bodies(order_id)] == [
+        {"status": "COMPLETED", "amount": 1050, "refundedAmount": 1050},
+        {"status": "RETURNED", "amount": 949, "refundedAmount": 1999},
+    ]
+    # one event per refund, none for a failure; order.completed: the order left COMPLETED first
+    assert ff.receiver.events(order_id) == ["order.refunded", "order.refunded"]
+    assert ff.receiver.events(draft) == []
+
+
+def test_a_second_full_refund_is_refused(ff):
+    order_id, _ = ff.evaluate(last4="4242")
+    ff.advance(STEP)  # order.completed first
+    first = refund(ff, order_id, {"amountToRefund": 19.99})
+    assert (first.status_code, first.json()["status"], first.json()["amountRefunded"]) == (200, "SUCCESS", 19.99)
+    returned = ff.order(order_id)
+    assert (returned["status"], returned["statusName"]) == (6, "RETURNED")
+    message = "Amount to refund (19.99) is greater than maximum refund amount in (0.00))"
+    assert_refund_failed(refund(ff, order_id, {"amountToRefund": 19.99}), message)
+    assert ff.order(order_id) == returned and ff.admin_order(order_id)["refundedAmount"] == 1999
+    ff.flush()
+    assert ff.receiver.events(order_id) == ["order.completed", "order.refunded"]
+    refunded = ff.receiver.bodies(order_id)[1]["EventData"]
+    assert refunded == {"status": "RETURNED", "amount": 1999, "refundedAmount": 1999}
+
+
+def test_partial_refunds_of_a_captured_order_over_the_lifecycle(ff):
+    """Authorised, captured for less, refunded in parts (the captured amount is the most),
+    past the capture window; every step's signed webhook, and the status history."""
+    order_id, _ = ff.evaluate(last4="4242", transactionType="AUTHORIZATION")
+    ff.advance(STEP)
+    assert_refund_failed(
+        refund(ff, order_id, {"amountToRefund": 1}), "Order in status CAPTUREREQUIRED cannot be refunded"
+    )
+    captured = ff.http.post("/v1/capture", json=capture_body(order_id, amount=1500))
+    assert captured.json()["status"] == "SUCCESS", captured.text
+    for amount in (5, 2.5):
+        assert refund(ff, order_id, {"amountToRefund": amount}).json()["status"] == "SUCCESS"
+    ff.advance(3 * 3600)  # past the capture window: a captured, partly refunded order stays COMPLETED
+    assert ff.order(order_id)["statusName"] == "COMPLETED"
+    assert_refund_failed(
+        refund(ff, order_id, {"amountToRefund": 7.51}),
+        "Amount to refund (7.51) is greater than maximum refund amount in (7.50))",
+    )
+    assert refund(ff, order_id, {"amountToRefund": 7.5}).json()["amountRefunded"] == 7.5
+    assert_refund_failed(
+        refund(ff, order_id, {"amountToRefund": 0.01}),
+        "Amount to refund (0.01) is greater than maximum refund amount in (0.00))",
+    )
+    admin = ff.admin_order(order_id)
+    assert (admin["capturedAmount"], admin["refundedAmount"], admin["statusName"]) == (1500, 1500, "RETURNED")
+    assert [name for name, _ in admin["history"]] == ["CAPTUREREQUIRED", "COMPLETED", "RETURNED"]
+
+    ff.flush()
+    assert ff.receiver.events(order_id) == [
+        "order.capturerequired",
+        "order.completed",
+        "order.refunded",
+        "order.refunded",
+        "order.refunded",
+    ]
+    assert [b["EventData"] for b in ff.receiver.bodies(order_id)] == [
+        {"status": "CAPTUREREQUIRED", "amount": 1999},
+        None,
+        {"status": "COMPLETED", "amount": 500, "refundedAmount": 500},
+        {"status": "COMPLETED", "amount": 250, "refundedAmount": 750},
+        {"status": "RETURNED", "amount": 750, "refundedAmount": 1500},
+    ]
+    assert sum(b["EventData"]["amount"] for b in ff.receiver.bodies(order_id)[2:]) == admin["capturedAmount"]
+    assert len({b["ConfirmationId"] for b in ff.receiver.bodies(order_id)}) == 5
+    ff.verify_all()
+    assert all(r.headers["content-type"] == WEBHOOK_CONTENT_TYPE for r in ff.receiver.requests)
 
 
 def test_chargeback(ff):
@@ -629,8 +848,14 @@ def test_chargeback(ff):
     assert ff.http.post(f"/__emulator/orders/{uuid.uuid4()}/chargeback").status_code == 404
     ff.flush()
     assert ff.receiver.events(order_id) == ["order.completed", "payment.chargeback.received"]
-    assert ff.receiver.bodies(order_id)[1]["EventData"] == {"status": "Completed", "amount": 1000}
+    assert [b["EventData"] for b in ff.receiver.bodies(order_id)] == [None, {"status": "COMPLETED", "amount": 1000}]
     assert ff.admin_order(order_id)["chargebacks"] == 1
+    # a fully refunded (RETURNED) order can still be charged back
+    assert ff.http.post(f"/v1/orders/{order_id}/refund", json={"amountToRefund": 19.99}).json()["success"] is True
+    again = ff.http.post(f"/__emulator/orders/{order_id}/chargeback")
+    assert again.status_code == 200 and again.json()["EventData"] == {"status": "RETURNED", "amount": 1999}
+    ff.flush()
+    assert ff.admin_order(order_id)["chargebacks"] == 2
     ff.verify_all()
 
 
@@ -645,7 +870,7 @@ def test_drop(ff):
     assert log["pending"] == 0
     assert [(e["fate"], e["attempts"], e["pending"]) for e in log["webhooks"]] == [("dropped", 0, False)]
     assert ff.receiver.requests == []
-    assert ff.order(order_id)["statusName"] == "Completed"
+    assert ff.order(order_id)["statusName"] == "COMPLETED"
 
 
 def test_duplicate(ff):
@@ -867,13 +1092,18 @@ def test_config_round_trip_and_validation(ff):
     config = ff.configure(step_seconds=5, webhooks={"drop": 0.5, "seed": 3})
     assert config["step_seconds"] == 5 and config["capture_window_seconds"] == 3600
     assert config["webhooks"]["drop"] == 0.5 and config["webhooks"]["seed"] == 3 and config["webhooks"]["retries"] == 3
-    assert config["webhook_url"] == ff.hook_url and config["webhook_content_type"] == "application/json"
+    assert config["webhook_url"] == ff.hook_url and config["webhook_content_type"] == WEBHOOK_CONTENT_TYPE
+    assert config["errorShape"] == "flat"
     assert ff.http.get("/__emulator/config").json() == config
+    for shape in ("legacy", "problem", "flat"):
+        assert ff.configure(errorShape=shape) == {**config, "errorShape": shape}
     for bad, names in [
         ({"step_seconds": 0}, {"step_seconds"}),
         ({"capture_window_seconds": "1h"}, {"capture_window_seconds"}),
         ({"webhook_url": "ftp://x"}, {"webhook_url"}),
         ({"webhook_key": "not base64!"}, {"webhook_key"}),
+        ({"errorShape": "xml"}, {"errorShape"}),
+        ({"errorShape": "legacy", "step_seconds": -1}, {"step_seconds"}),
         (
             {"webhooks": {"drop": 2, "retries": -1, "seed": "x", "jitter": 1}},
             {
@@ -892,31 +1122,46 @@ def test_config_round_trip_and_validation(ff):
 
 
 def test_new_endpoints_want_a_bearer(ff):
-    order_id, _ = ff.evaluate(last4="4242")
+    order_id, reference = ff.evaluate(last4="4242")
     with httpx.Client(base_url=str(ff.http.base_url)) as anonymous:
         for method, path, body in [
             ("GET", "/v1/orders", None),
             ("POST", "/v1/capture", capture_body(order_id)),
             ("POST", f"/v1/orders/{order_id}/cancel", {}),
+            ("POST", f"/v1/orders/{reference['orderId']}/external-cancel", None),
             ("POST", f"/v1/orders/{order_id}/refund", {"amountToRefund": 1}),
         ]:
             response = anonymous.request(method, path, json=body)
             assert (response.status_code, response.json()) == (401, {"title": "Unauthorized", "status": 401}), path
-    assert ff.order(order_id)["statusName"] == "Completed"
+        # bad app credentials: a 400 (as the sandbox), not a 401
+        bad = anonymous.post("/v1/oauth2/token", json={**CREDENTIALS, "AppSecret": "wrong"})
+        assert (bad.status_code, bad.json()["success"], bad.json()["errors"][0]["error"]) == (
+            400,
+            False,
+            "Invalid credentials",
+        )
+    assert ff.order(order_id)["statusName"] == "COMPLETED"
+    assert ff.admin_order(order_id)["refundedAmount"] == 0
 
 
 def test_faults_on_the_new_endpoints(ff):
-    order_id, _ = ff.evaluate(last4="4242", transactionType="AUTHORIZATION")
-    for endpoint in ("orders", "capture", "cancel", "refund"):
-        ff.http.post("/__emulator/faults", json={"endpoint": endpoint, "faults": [{"status": 503}]}).raise_for_status()
+    order_id, body = ff.evaluate(last4="4242", transactionType="AUTHORIZATION")
+    for endpoint, count in (("orders", 1), ("capture", 1), ("cancel", 2), ("refund", 1)):
+        faults = [{"status": 503}] * count
+        ff.http.post("/__emulator/faults", json={"endpoint": endpoint, "faults": faults}).raise_for_status()
     assert ff.http.get("/v1/orders").status_code == 503
     assert ff.http.get("/v1/orders").status_code == 200
     assert ff.http.post("/v1/capture", json=capture_body(order_id)).status_code == 503
     assert ff.http.post(f"/v1/orders/{order_id}/cancel").status_code == 503
-    assert ff.order(order_id)["statusName"] == "Capturerequired"  # a faulted call changed nothing
-    assert ff.http.post("/v1/capture", json=capture_body(order_id)).status_code == 200
+    assert ff.http.post(f"/v1/orders/{body['orderId']}/external-cancel").status_code == 503  # the cancel fault
+    assert ff.order(order_id)["statusName"] == "CAPTUREREQUIRED"  # a faulted call changed nothing
+    captured = ff.http.post("/v1/capture", json=capture_body(order_id))
+    assert (captured.status_code, captured.json()["status"]) == (200, "SUCCESS")
     assert ff.http.post(f"/v1/orders/{order_id}/refund", json={"amountToRefund": 1}).status_code == 503
-    assert ff.http.post(f"/v1/orders/{order_id}/refund", json={"amountToRefund": 1}).status_code == 200
+    assert ff.admin_order(order_id)["refundedAmount"] == 0
+    refunded = ff.http.post(f"/v1/orders/{order_id}/refund", json={"amountToRefund": 1})
+    assert (refunded.status_code, refunded.json()["status"]) == (200, "SUCCESS")
+    assert ff.admin_order(order_id)["refundedAmount"] == 100
 
 
 def test_cli_options():

@@ -177,4 +177,4 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     test_cards = {"4111111111111111", "5555555555554444", "372425119311008"}
     assert not test_cards & set(find_pans(logs))
     assert not test_cards & set(find_pans(result.stdout + result.stderr))
-    assert "31/31 steps passed" in result.stdout
+    assert "34/34 steps passed" in result.stdout

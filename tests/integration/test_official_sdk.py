@@ -27,7 +27,12 @@ import pytest
 
 from decline_rescue.runtime.settings import DEFAULT_CAPTURE_OPTIONAL, DEFAULT_CAPTURE_REQUIRED
 from devstack.emulators.base import ServerThread
-from devstack.emulators.cybersource import CONTEXT_LIFETIME, TESTREST_SHARED_SECRET, CybersourceEmulator
+from devstack.emulators.cybersource import (
+    CONTEXT_LIFETIME,
+    TESTREST_SHARED_SECRET,
+    CybersourceEmulator,
+    start_flex_origin,
+)
 from devstack.tls import TLSFiles, make_test_tls, server_ssl_context
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,12 +68,14 @@ def cybersource_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSEmu
     certs = tmp_path_factory.mktemp("cybersource-tls")
     tls = make_test_tls(certs)
     emulator = CybersourceEmulator(pool_size=2)
+    flex = start_flex_origin(emulator, ssl_context=server_ssl_context(tls))
     server = ServerThread(emulator, ssl_context=server_ssl_context(tls)).start()
     assert server.url.startswith("https://127.0.0.1:")
     try:
         yield TLSEmulator(emulator, server, tls, tmp_path_factory.mktemp("sdk-cwd"))
     finally:
         server.stop()
+        flex.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +132,7 @@ def test_sdk_generates_a_capture_context_and_its_parser_verifies_it(cybersource_
     assert jwk["kty"] == "RSA"
     assert jwk["kid"] and jwk["n"] and jwk["e"]
     assert jwk["kid"] in cybersource_tls.emulator.contexts  # the one-time key of a session we issued
-    assert payload["flx"]["origin"] == cybersource_tls.server.url
+    assert payload["flx"]["origin"] == cybersource_tls.emulator.flex_origin != cybersource_tls.server.url
     data = payload["ctx"][0]["data"]
     assert data["requiredFields"] == ["paymentInformation.card.number"] == list(DEFAULT_CAPTURE_REQUIRED)
     assert data["optionalFields"] == list(DEFAULT_CAPTURE_OPTIONAL)

@@ -114,7 +114,7 @@ class World:
         names, values, sets = {}, {":p": {"S": iso(at or now() - timedelta(seconds=1))}}, ["nextPollAt = :p"]
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
-            values[f":f{i}"] = {"S": value}
+            values[f":f{i}"] = {"N": str(value)} if isinstance(value, int) else {"S": value}
             sets.append(f"#f{i} = :f{i}")
         self.ddb.update_item(
             TableName=self.env["ORDERS_TABLE"],
@@ -345,7 +345,7 @@ def test_capture_completes_a_capture_required_order_once(world, flexfactor_url):
 
     assert (status, body["status"]) == (200, "APPROVED"), body
     provider = world.provider_order(answer["orderSessionKey"])
-    assert provider["statusName"] == "Completed"
+    assert provider["statusName"] == "COMPLETED"  # upper case, as the sandbox writes it
     order = world.order_api(answer["orderId"])[1]
     assert [h["status"] for h in order["history"] if "kind" not in h] == ["RECEIVED", "CAPTUREREQUIRED", "APPROVED"]
     assert order["capturedAmount"] == 1500
@@ -376,7 +376,7 @@ def test_cancel_follows_flexfactors_rules(world):
     world.submit_mit(body)
     status, answer = world.order_api(body["orderId"], "cancel")
     assert (status, answer["status"]) == (200, "CANCELLED")
-    assert world.provider_order(world.state(body["orderId"])["orderSessionKey"])["statusName"] == "Cancelled"
+    assert world.provider_order(world.state(body["orderId"])["orderSessionKey"])["statusName"] == "CANCELLED"
 
     challenge = world.submit_cit(cit("0259"))  # a CIT in CHALLENGE cannot be cancelled
     status, error = world.order_api(challenge["orderId"], "cancel")
@@ -452,3 +452,66 @@ def test_a_queued_decline_past_its_expiry_is_closed_not_sent_again(world):
         "expired",
     )
     world.sqs.delete_queue(QueueUrl=queue)
+
+
+def test_a_dead_claim_flexfactor_has_but_does_not_list_is_cancelled_by_our_order_id(world):
+    from decline_rescue.runtime.wiring import flexfactor
+
+    # Given FlexFactor created the order (its answer lost) but the list window misses it
+    body = cit(transactionType="AUTHORIZATION")
+    world.use("PollOrdersFunction")
+    answer = flexfactor().evaluate(body)
+    assert answer.status == "CAPTUREREQUIRED"
+    _claim(world, body["orderId"], now() - timedelta(hours=2))
+
+    # When the poller gives the claim up
+    world.poll()
+    (update,) = [json.loads(m["Body"]) for m in world.updates()]
+
+    # Then it cancelled FlexFactor's order by our orderId first: the customer is never charged
+    assert (update["status"], update["reason"]["rule"]) == ("CANCELLED", "abandoned_cancelled")
+    assert world.provider_order(answer.order_session_key)["statusName"].upper() == "CANCELLED"
+
+
+def test_a_dead_claim_flexfactor_will_not_cancel_stays_open_for_the_next_run(world):
+    from decline_rescue.runtime.wiring import flexfactor
+
+    body = cit()  # FlexFactor approves it at once: a customer-initiated order is not cancellable then
+    world.use("PollOrdersFunction")
+    assert flexfactor().evaluate(body).status == "APPROVED"
+    _claim(world, body["orderId"], now() - timedelta(hours=2))
+
+    summary = world.poll()
+
+    assert world.updates() == [] and summary.get("claim_waiting") == 1, summary
+    assert world.state(body["orderId"])["status"] == "RECEIVED"
+
+
+@pytest.mark.parametrize("flexfactor_has_it", [False, True], ids=["never-reached-flexfactor", "answer-lost"])
+def test_the_merchant_cancels_a_claim_flexfactor_never_answered(world, flexfactor_has_it):
+    from decline_rescue.runtime.wiring import flexfactor
+
+    body = cit(transactionType="AUTHORIZATION")
+    world.use("PollOrdersFunction")
+    if flexfactor_has_it:
+        session_key = flexfactor().evaluate(body).order_session_key
+    _claim(world, body["orderId"], now() - timedelta(seconds=30))
+
+    status, answer = world.order_api(body["orderId"], "cancel")
+
+    assert status == 200, answer
+    assert answer["status"] == ("CANCELLED" if flexfactor_has_it else "NOT_SUBMITTED")
+    assert world.state(body["orderId"])["status"] == answer["status"]
+    if flexfactor_has_it:
+        assert world.provider_order(session_key)["statusName"].upper() == "CANCELLED"
+
+
+def test_a_claim_still_being_submitted_cannot_be_cancelled(world):
+    body = cit()
+    _claim(world, body["orderId"], now())
+    world.make_due(body["orderId"], leaseUntil=int((now() + timedelta(seconds=30)).timestamp() * 1000))
+
+    status, answer = world.order_api(body["orderId"], "cancel")
+
+    assert (status, answer["error"]["code"]) == (409, "ORDER_STATE_CONFLICT")
+    assert world.state(body["orderId"])["status"] == "RECEIVED"

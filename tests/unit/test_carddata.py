@@ -349,3 +349,25 @@ def test_a_hex_fingerprint_or_hash_is_an_identifier_not_a_card_number():
     assert not any(find_pans(hashlib.sha256(str(i).encode()).hexdigest()) for i in range(5_000))
     # a card number glued to a short word is still one
     assert find_pans("card4111111111111111") == ["4111111111111111"]
+
+
+def _luhn_complete(body: str) -> str:
+    """``body`` with the check digit that makes it pass the Luhn check."""
+    for check in "0123456789":
+        if luhn_valid(body + check):
+            return body + check
+    raise AssertionError("unreachable")
+
+
+def test_a_13_digit_number_is_a_card_only_when_it_starts_with_4():
+    # a Visa of 13 digits (the only network that issued them) is found, alone or grouped
+    visa13 = _luhn_complete("422222222222")
+    assert find_pans(visa13) == [visa13] and find_pans(f"card {visa13[:4]} {visa13[4:]}") == [visa13]
+    # a Luhn-valid millisecond timestamp (FlexCharge's Node sample's subscriptionId) is not
+    stamp = _luhn_complete("179617330123")
+    assert luhn_valid(stamp) and len(stamp) == 13
+    assert find_pans(stamp) == [] and find_pans(int(stamp)) == []
+    assert redact({"subscriptionId": stamp}) == {"subscriptionId": stamp}
+    # 14 digits and more are cards whatever they start with
+    longer = _luhn_complete("1796173301234")
+    assert find_pans(longer) == [longer]

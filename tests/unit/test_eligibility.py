@@ -8,6 +8,7 @@ retry_rules.json, so a wrong edit of the data fails these tests.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ RULES_FILE = ROOT / "layers" / "shared" / "decline_rescue" / "domain" / "data" /
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SANDBOX = Limits(amount_min_exclusive=10, amount_max_exclusive=20000)
 PAN = "4111111111111111"
+TOKEN = "zJb6YF7pL5gk8x9VhRnSwHd4q2t"
 MASTERCARD = {"paymentMethod.cardBrand": "MASTERCARD", "paymentMethod.cardBinNumber": "555555"}
 DELETE = object()
 
@@ -143,6 +145,25 @@ def test_seed_default_limits():
 def test_card_expiry(month, year, expected):
     decision = run({"paymentMethod.expirationMonth": month, "paymentMethod.expirationYear": year})
     assert outcome(decision) == expected
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ["paymentMethod.expirationMonth"],
+        ["paymentMethod.expirationYear"],
+        ["paymentMethod.expirationMonth", "paymentMethod.expirationYear"],
+    ],
+    ids=["no-month", "no-year", "neither"],
+)
+def test_card_expiry_unknown_skips_the_expired_card_rule(missing):
+    # with both known this card expired years ago (the control)
+    expired = {"paymentMethod.expirationMonth": 1, "paymentMethod.expirationYear": 2020}
+    assert outcome(run(expired)) == "card_expired"
+    request = build({**expired, **dict.fromkeys(missing, DELETE)})
+    assert request.paymentMethod.expiry() is None
+    assert outcome(decide(request, limits=SANDBOX, now=NOW)) == "eligible"
+    assert (missing[0], "fallback") in {(w.field, w.rule) for w in request.warnings}
 
 
 def test_card_expired_at_the_first_instant_of_the_next_month():
@@ -293,6 +314,27 @@ def test_network(brand, bin6, expected):
     assert network(build({"paymentMethod.cardBrand": brand, "paymentMethod.cardBinNumber": bin6})) == expected
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"paymentMethod.cardBrand": DELETE, "paymentMethod.cardBinNumber": DELETE}, "other"),
+        ({"paymentMethod": {"token": True, "cardNumber": TOKEN}}, "other"),
+        ({"paymentMethod.cardBrand": DELETE}, "visa"),
+        ({"paymentMethod.cardBrand": DELETE, "paymentMethod.cardBinNumber": "55555555"}, "mastercard"),
+        ({"paymentMethod.cardBinNumber": DELETE}, "visa"),
+    ],
+    ids=["no-brand-no-bin", "token-only", "bin-without-brand", "8-digit-bin-without-brand", "brand-without-bin"],
+)
+def test_network_with_card_facts_missing(changes, expected):
+    assert network(build(changes)) == expected
+
+
+def test_token_only_card_is_budgeted_as_another_network():
+    decision = run({"paymentMethod": {"token": True, "cardNumber": TOKEN}}, limits=Limits(), attempts_in={30: 20})
+    assert outcome(decision) == "reattempt_budget"
+    assert decision.facts["network"] == "other"
+
+
 # -- merchant-initiated: same day -------------------------------------------------
 
 
@@ -318,6 +360,31 @@ def test_mit_age_reads_the_offset_of_the_timestamp():
     # 08:00 at UTC-5 is 13:00 UTC: 23 h before the next day's 12:00 UTC, the same day
     declined = "2026-11-21T08:00:00-05:00"
     assert outcome(run(as_mit(NOW, **{"transaction.timestampUtc": declined}), limits=Limits())) == "eligible"
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(hours=1), "eligible"), (timedelta(hours=30), "mit_not_same_day")],
+    ids=["1-h", "30-h"],
+)
+def test_mit_same_day_rule_reads_transaction_timestamp_when_timestamp_utc_is_missing(age, expected):
+    declined = (NOW - age).isoformat().replace("+00:00", "Z")
+    changes = as_mit(NOW, **{"transaction.timestampUtc": DELETE, "transaction.timestamp": declined})
+    decision = run(changes, limits=Limits(mit_max_age_hours=24))
+    assert outcome(decision) == expected
+    if expected != "eligible":
+        assert decision.facts["declinedAt"] == (NOW - age).isoformat()
+
+
+def test_timestamp_utc_wins_over_transaction_timestamp_for_the_same_day_rule():
+    changes = as_mit(NOW - timedelta(hours=1), **{"transaction.timestamp": (NOW - timedelta(hours=30)).isoformat()})
+    assert outcome(run(changes, limits=Limits(mit_max_age_hours=24))) == "eligible"
+
+
+def test_mit_without_any_timestamp_passes_the_same_day_rule_and_is_warned():
+    request = build(as_mit(NOW, **{"transaction.timestampUtc": DELETE}))
+    assert ("transaction.timestampUtc", "fallback") in {(w.field, w.rule) for w in request.warnings}
+    assert outcome(decide(request, limits=Limits(mit_max_age_hours=24), now=NOW)) == "eligible"
 
 
 @pytest.mark.parametrize("age", [timedelta(hours=25), timedelta(days=400)], ids=["25-h", "a-year"])
@@ -434,6 +501,33 @@ def test_card_key_without_fingerprint_uses_card_facts():
     assert card_key(build({**base, "paymentMethod.expirationYear": 2029})) != key
     assert card_key(build({**base, "paymentMethod.expirationMonth": 11})) != key
     assert card_key(build()) != key
+
+
+def _token_only(token: str, **more: Any) -> EvaluateRequest:
+    return build({"paymentMethod": {"Token": True, "cardNumber": token, **more}})
+
+
+def test_card_key_of_a_token_only_card_is_its_token_hashed():
+    key = card_key(_token_only(TOKEN))
+    assert card_key(_token_only(TOKEN)) == key
+    assert card_key(build({"paymentMethod": {"token": True, "cardNumber": TOKEN}, "orderId": "other"})) == key
+    assert card_key(_token_only("tok_another_card")) != key
+    assert card_key(build()) != key  # not the key of the card described by its facts
+    assert TOKEN not in key and TOKEN[:8] not in key
+    assert hashlib.sha256(TOKEN.encode()).hexdigest()[:16] not in key
+
+
+def test_card_key_with_bin_without_last4_falls_back_to_the_token():
+    bin_only = _token_only(TOKEN, cardBinNumber="411111")
+    assert card_key(bin_only) == card_key(_token_only(TOKEN))
+    assert card_key(_token_only("tok_another_card", cardBinNumber="411111")) != card_key(bin_only)
+
+
+def test_card_key_reads_the_first_six_digits_of_an_eight_digit_bin():
+    base = {"paymentMethod.cardFingerprint": DELETE}
+    six = card_key(build(base))
+    assert card_key(build({**base, "paymentMethod.cardBinNumber": "41111111"})) == six
+    assert card_key(build({**base, "paymentMethod.cardBinNumber": "41111211"})) != six
 
 
 @pytest.mark.parametrize("fingerprint", [DELETE, "abcd1234"], ids=["without-fingerprint", "with-fingerprint"])

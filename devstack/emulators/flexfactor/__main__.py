@@ -9,6 +9,7 @@ from devstack.emulators.base import serve_forever
 from devstack.emulators.flexfactor.app import FlexFactorEmulator
 from devstack.emulators.flexfactor.auth import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_TOKEN_TTL
 from devstack.emulators.flexfactor.orders import DEFAULT_CAPTURE_WINDOW, DEFAULT_STEP_SECONDS
+from devstack.emulators.flexfactor.responses import DEFAULT_ERROR_SHAPE, ERROR_SHAPES
 from devstack.emulators.flexfactor.webhooks import DEFAULT_WEBHOOK_KEY
 
 
@@ -23,6 +24,9 @@ def main() -> None:
     parser.add_argument("--capture-window", type=float, default=DEFAULT_CAPTURE_WINDOW, help="seconds before a void")
     parser.add_argument("--webhook-url", default=None, help="where webhooks go (none are sent without it)")
     parser.add_argument("--webhook-key", default=DEFAULT_WEBHOOK_KEY, help="base64 subscriber key")
+    parser.add_argument(
+        "--error-shape", choices=ERROR_SHAPES, default=DEFAULT_ERROR_SHAPE, help="how a 400 for bad fields looks"
+    )
     args = parser.parse_args()
     emulator = FlexFactorEmulator(
         app_key=args.app_key,
@@ -32,6 +36,7 @@ def main() -> None:
         capture_window_seconds=args.capture_window,
         webhook_url=args.webhook_url,
         webhook_key=args.webhook_key,
+        error_shape=args.error_shape,
     )
     serve_forever(emulator, args.host, args.port)
 

@@ -8,16 +8,18 @@ Emulator clock and admin endpoints (no auth):
   50 ms, so tests advance the clock instead of sleeping.
 - ``GET``/``POST /__emulator/config``: any of ``step_seconds``, ``capture_window_seconds``
   (changes apply to orders created after them), ``webhook_url`` (null: none),
-  ``webhook_key`` (base64 subscriber key), ``webhook_content_type`` (application/json by
-  default) and ``webhooks: {drop, duplicate, reorder, delay, delay_probability, seed,
-  retries}`` (merged into the current switches; a ``seed`` reseeds). Answers the config;
-  an unknown or bad setting is a 400 naming it.
+  ``webhook_key`` (base64 subscriber key), ``webhook_content_type`` (``text/plain;
+  charset=utf-8`` by default), ``errorShape`` (how a 400 for missing or invalid fields
+  looks: ``flat``, the sandbox's and the default, ``legacy`` ``{"status": "400", "errors"}``
+  or ``problem``, ProblemDetails) and ``webhooks: {drop, duplicate, reorder, delay,
+  delay_probability, seed, retries}`` (merged into the current switches; a ``seed``
+  reseeds). Answers the config; an unknown or bad setting is a 400 naming it.
 - ``GET /__emulator/orders`` -> ``{"orders": [{id, referenceNumber, isMIT, scenario,
   status, statusName, final, history: [[statusName, iso]], capturedAmount,
-  refundedAmount, chargebacks, ...}]}``; ``final`` is true in Cancelled (or Expired),
-  Completed and Returned.
-- ``POST /__emulator/orders/{id}/chargeback``, optional ``{"amount": cents}``: a Completed
-  or Returned order sends ``payment.chargeback.received`` (409 otherwise).
+  refundedAmount (minor units, all refunds), chargebacks, mid, ...}]}``; ``final`` is true
+  in CANCELLED (or EXPIRED), COMPLETED and RETURNED.
+- ``POST /__emulator/orders/{id}/chargeback``, optional ``{"amount": cents}``: a COMPLETED
+  or RETURNED order sends ``payment.chargeback.received`` (409 otherwise).
 - ``GET /__emulator/webhooks`` -> ``{"pending", "webhooks": [{id, event, OrderId,
   ExternalOrderId, ConfirmationId, TimeStamp, EventData, fate, pending, attempts,
   delivered, lastHttpStatus, lastError}]}``, one entry per event;
@@ -59,6 +61,7 @@ class AdminEndpoints:
     webhook_url: str | None
     webhook_key: str
     webhook_content_type: str
+    error_shape: str
     switches: Switches
     orders: dict[str, Order]
     created: dict[str, int]
@@ -106,6 +109,7 @@ class AdminEndpoints:
             "webhook_url": self.webhook_url,
             "webhook_key": self.webhook_key,
             "webhook_content_type": self.webhook_content_type,
+            "errorShape": self.error_shape,
             "webhooks": vars(self.switches).copy(),
         }
 
@@ -129,6 +133,8 @@ class AdminEndpoints:
                 self.webhook_key = body["webhook_key"]
             if "webhook_content_type" in body:
                 self.webhook_content_type = body["webhook_content_type"].strip()
+            if "errorShape" in body:
+                self.error_shape = body["errorShape"]
             switches = body.get("webhooks", {})
             for name, value in switches.items():
                 setattr(self.switches, name, float(value) if name not in ("seed", "retries") else value)

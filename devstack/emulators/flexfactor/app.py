@@ -1,7 +1,7 @@
 """The FlexFactor emulator itself: :class:`FlexFactorEmulator` holds the state and answers
 the provider endpoints the package docstring describes (evaluate, orders, capture, cancel,
-refund); the token and bearer check, the clock, webhook delivery and the admin endpoints
-are mixed in from their modules.
+external-cancel, refund); the token and bearer check, the clock, webhook delivery and the
+admin endpoints are mixed in from their modules.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import random
 import secrets
 import threading
 import uuid
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from devstack.emulators.base import Emulator, json_response
+from devstack.emulators.flexfactor import money
 from devstack.emulators.flexfactor.admin import AdminEndpoints
 from devstack.emulators.flexfactor.auth import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, DEFAULT_TOKEN_TTL, TokenAuth
 from devstack.emulators.flexfactor.clock import Clock
@@ -38,9 +38,27 @@ from devstack.emulators.flexfactor.orders import (
     _Replay,
     decide,
     plan,
+    status_name,
 )
-from devstack.emulators.flexfactor.responses import _capture_failed, _problem, _succeeded, _validation_failed
-from devstack.emulators.flexfactor.validation import _LETTERS, _config_errors, _json_object, parse_list_query, validate
+from devstack.emulators.flexfactor.responses import (
+    DEFAULT_ERROR_SHAPE,
+    _capture_failed,
+    _problem,
+    _problem_details,
+    _refund_failed,
+    _succeeded,
+    _validation_failed,
+)
+from devstack.emulators.flexfactor.validation import (
+    _LETTERS,
+    _NUMBER_STRING,
+    _config_errors,
+    _json_object,
+    bind,
+    ci_get,
+    parse_list_query,
+    parse_moment,
+)
 from devstack.emulators.flexfactor.webhooks import (
     DEFAULT_WEBHOOK_CONTENT_TYPE,
     DEFAULT_WEBHOOK_KEY,
@@ -72,6 +90,7 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
         webhook_url: str | None = None,
         webhook_key: str = DEFAULT_WEBHOOK_KEY,
         webhook_content_type: str = DEFAULT_WEBHOOK_CONTENT_TYPE,
+        error_shape: str = DEFAULT_ERROR_SHAPE,
     ) -> None:
         super().__init__()
         problems = _config_errors(
@@ -81,6 +100,7 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
                 "webhook_url": webhook_url,
                 "webhook_key": webhook_key,
                 "webhook_content_type": webhook_content_type,
+                "errorShape": error_shape,
             }
         )
         if problems:
@@ -93,6 +113,7 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
         self.webhook_url = webhook_url or None
         self.webhook_key = webhook_key
         self.webhook_content_type = webhook_content_type
+        self.error_shape = error_shape
         self.switches = Switches()
         self._random = random.Random()
         self._signing_secret = secrets.token_bytes(32)
@@ -122,6 +143,7 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             Rule("/v1/orders", methods=["GET"], endpoint="list_orders"),
             Rule("/v1/orders/<order_id>", methods=["GET"], endpoint="get_order"),
             Rule("/v1/orders/<order_id>/cancel", methods=["POST"], endpoint="cancel_order"),
+            Rule("/v1/orders/<external_id>/external-cancel", methods=["POST"], endpoint="external_cancel"),
             Rule("/v1/orders/<order_id>/refund", methods=["POST"], endpoint="refund_order"),
             Rule("/v1/capture", methods=["POST"], endpoint="capture"),
             Rule("/__emulator/clock", methods=["GET", "POST"], endpoint="admin_clock"),
@@ -163,6 +185,9 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
 
     # -- evaluate -------------------------------------------------------------------
 
+    def _invalid(self, errors: dict[str, list[str]]) -> Response:
+        return _validation_failed(errors, self.error_shape)
+
     def evaluate(self, request: Request) -> Response:
         refused = self._gate(request, "evaluate")
         if refused:
@@ -172,57 +197,56 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            return _validation_failed({"$": ["The request body must be a JSON object."]})
-        errors = validate(payload)
+            return self._invalid({"$": ["The request body must be a JSON object."]})
+        model, errors = bind(payload)
         if errors:
-            return _validation_failed(errors)
+            return self._invalid(errors)
 
-        key = str(uuid.UUID(payload["idempotencyKey"]))
-        fingerprint = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        key = model["idempotencyKey"]
+        fingerprint = _canonical(model)
         with self._changed:
             seen = self.evaluations.get(key)
             if seen is not None:
                 if seen.fingerprint != fingerprint:
                     return _problem(409, "idempotency key reused with a different payload")
                 return json_response(200, seen.response)
-            status = decide(payload)
-            order = self._new_order(payload, key, status)
+            status = decide(model)
+            order = self._new_order(model, key, status)
             response = {
                 "orderSessionKey": order.id,
-                "senseKey": payload.get("senseKey"),
+                "senseKey": model.get("senseKey"),
                 "orderId": order.id,
                 "success": True,
                 "result": "Success",
                 "status": status,
-                "statusCode": 200,
+                "statusCode": None,
                 "errors": [],
                 "customProperties": {},
             }
             self.evaluations[key] = Evaluation(fingerprint, response)
         return json_response(200, response)
 
-    def _new_order(self, payload: dict[str, Any], key: str, status: str) -> Order:
+    def _new_order(self, model: dict[str, Any], key: str, status: str) -> Order:
         """Record the order an evaluation creates and schedule its scenario (store lock held)."""
-        is_mit = payload.get("isMIT") is True
-        expiry = None
-        if is_mit:
-            expiry = datetime.fromisoformat(payload["expiryDateUtc"].strip())
-            expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
+        is_mit = model.get("isMIT") is True
+        expiry = parse_moment(model["expiryDateUtc"]) if is_mit and model.get("expiryDateUtc") else None
         placed = self.now_ts()
+        mid = model.get("mid")
         order = Order(
             id=str(uuid.uuid4()),
-            reference_number=payload["orderId"],
-            amount=payload["transaction"]["amount"],
-            currency=payload["transaction"]["currency"].upper(),
+            reference_number=model["orderId"],
+            amount=model["transaction"]["amount"],
+            currency=model["transaction"]["currency"].strip().upper(),
             is_mit=is_mit,
             status=INITIAL_ORDER_STATUS[status],
             idempotency_key=key,
             placed=_moment(placed),
             expiry=expiry,
+            mid=mid.strip() if isinstance(mid, str) and mid.strip() else self.merchant_id,
             seq=next(self._seq),
         )
         expiry_after = expiry.timestamp() - placed if expiry else None
-        order.scenario, steps = plan(status, payload, self.step_seconds, self.capture_window_seconds, expiry_after)
+        order.scenario, steps = plan(status, model, self.step_seconds, self.capture_window_seconds, expiry_after)
         for after, step in steps:
             heapq.heappush(self._timeline, (placed + after, next(self._seq), order.id, step))
         self.orders[order.id] = order
@@ -249,8 +273,8 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             return refused
         query, errors = parse_list_query(request.args)
         if errors:
-            return _validation_failed(errors)
-        wanted = query["status"]
+            return self._invalid(errors)
+        wanted, text, mid = query["status"], (query["query"] or "").lower(), (query["mid"] or "").lower()
         with self._changed:
             self._process_due()
             found = [
@@ -259,8 +283,13 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
                 if (wanted is None or wanted in (int(order.status), order.status_name))
                 and (query["from"] is None or order.placed >= query["from"])
                 and (query["to"] is None or order.placed <= query["to"])
+                and (not text or text in order.id or text in order.reference_number.lower())
+                and (not mid or mid == order.mid.lower())
             ]
-            found.sort(key=lambda o: (o.placed, o.seq), reverse=query["descending"])
+            if query["orderBy"] == "amount":
+                found.sort(key=lambda o: (o.amount, o.placed, o.seq), reverse=query["descending"])
+            else:  # createdOn, orderPlacedDate: when the order was placed
+                found.sort(key=lambda o: (o.placed, o.seq), reverse=query["descending"])
             size, number = query["pageSize"], query["pageNumber"]
             items = [order.as_json() for order in found[(number - 1) * size : number * size]]
         pages = math.ceil(len(found) / size)
@@ -285,6 +314,8 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             return None
         return seen
 
+    # -- capture --------------------------------------------------------------------
+
     def capture(self, request: Request) -> Response:
         refused = self._gate(request, "capture")
         if refused:
@@ -293,8 +324,8 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
         if body is None:
             return _capture_failed(400, [{"key": "$", "error": "The request body must be a JSON object."}])
         errors: list[dict[str, str]] = []
-        key, order_id = body.get("idempotencyKey"), body.get("orderId")
-        amount, currency = body.get("amount"), body.get("currency")
+        key, order_id = ci_get(body, "idempotencyKey"), ci_get(body, "orderId")
+        amount, currency = ci_get(body, "amount"), ci_get(body, "currency")
         for name, value in (("IdempotencyKey", key), ("OrderId", order_id)):
             if not isinstance(value, str) or not value.strip():
                 errors.append({"key": name, "error": f"The {name} field is required (a string)."})
@@ -304,7 +335,7 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             errors.append({"key": "Currency", "error": "The Currency field must be an ISO 4217 code."})
         if errors:
             return _capture_failed(400, errors, order_id)
-        fingerprint = _canonical(body)
+        fingerprint = _canonical({"idempotencyKey": key, "orderId": order_id, "amount": amount, "currency": currency})
         with self._changed:
             now = self.now_ts()
             self._process_due()
@@ -317,15 +348,16 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             order = self.orders.get(order_id.strip().lower())
             if order is None:
                 return _capture_failed(404, [{"key": "OrderId", "error": "The order does not exist."}], order_id)
+            # the order cannot be captured so: HTTP 200, status FAILED (as the sandbox)
             if order.status != OrderStatus.Capturerequired:
-                state = f"The order is {order.status_name}; only a Capturerequired order can be captured."
-                return _capture_failed(409, [{"key": "OrderId", "error": state}], order_id)
+                state = f"The order is {order.status_name}; only a CAPTUREREQUIRED order can be captured."
+                return _capture_failed(200, [{"key": "OrderId", "error": state}], order_id)
             if amount > order.amount:
                 too_much = f"The Amount field must not exceed the order amount ({order.amount} cents)."
-                return _capture_failed(400, [{"key": "Amount", "error": too_much}], order_id)
+                return _capture_failed(200, [{"key": "Amount", "error": too_much}], order_id)
             if currency.upper() != order.currency:
                 other = f"The Currency field must be the order's currency ({order.currency})."
-                return _capture_failed(400, [{"key": "Currency", "error": other}], order_id)
+                return _capture_failed(200, [{"key": "Currency", "error": other}], order_id)
             order.captured = amount
             order.move(OrderStatus.Completed, _moment(now))
             self._emit(order, "order.completed", _moment(now))
@@ -339,17 +371,33 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             self.captures[key] = _Replay(fingerprint, 200, answer, now + IDEMPOTENCY_WINDOW)
         return json_response(200, answer)
 
+    # -- cancel ---------------------------------------------------------------------
+
     def cancel_order(self, request: Request, order_id: str) -> Response:
         refused = self._gate(request, "cancel")
         if refused:
             return refused
+        return self._cancel(request, order_id.lower(), external=False)
+
+    def external_cancel(self, request: Request, external_id: str) -> Response:
+        refused = self._gate(request, "cancel")
+        if refused:
+            return refused
+        return self._cancel(request, external_id, external=True)
+
+    def _by_reference(self, external_id: str) -> Order | None:
+        """The latest order placed with this merchant's orderId (matched as stored)."""
+        found = [order for order in self.orders.values() if order.reference_number == external_id]
+        return max(found, key=lambda o: o.seq) if found else None
+
+    def _cancel(self, request: Request, target: str, *, external: bool) -> Response:
         body = _json_object(request, empty_ok=True)
         if body is None:
-            return _validation_failed({"$": ["The request body must be empty or a JSON object."]})
-        key = body.get("idempotencyKey")
+            return self._invalid({"$": ["The request body must be empty or a JSON object."]})
+        key = ci_get(body, "idempotencyKey")
         if key is not None and (not isinstance(key, str) or not key.strip()):
-            return _validation_failed({"IdempotencyKey": ["The IdempotencyKey field must be a non-empty string."]})
-        fingerprint = _canonical({**body, "orderId": order_id.lower()})
+            return self._invalid({"IdempotencyKey": ["The IdempotencyKey field must be a non-empty string."]})
+        fingerprint = _canonical({"idempotencyKey": key, "target": target, "external": external})
         with self._changed:
             now = self.now_ts()
             self._process_due()
@@ -358,26 +406,36 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
                 if seen.fingerprint != fingerprint:
                     return _problem(409, "idempotency key reused with a different payload")
                 return json_response(seen.status, seen.body)
-            order = self.orders.get(order_id.lower())
-            if order is None:
-                return _problem(404, "Not Found")
+            if external:
+                order = self._by_reference(target)
+                if order is None:
+                    detail = f"No order with the external order id {target!r}."
+                    return _problem_details(404, "Not Found", detail)
+                if order.status_name == status_name(OrderStatus.Cancelled):
+                    return json_response(200, {})  # already cancelled: the same answer again
+            else:
+                order = self.orders.get(target)
+                if order is None:
+                    return _problem(404, "Not Found")
             if order.is_mit:
                 allowed = (OrderStatus.Draft, OrderStatus.Processing, OrderStatus.Capturerequired)
             else:
                 allowed = (OrderStatus.Capturerequired,)
             if order.status not in allowed:
                 kind = (
-                    "a MIT order in Draft, Processing or Capturerequired"
+                    "a MIT order in DRAFT, PROCESSING or CAPTUREREQUIRED"
                     if order.is_mit
-                    else ("a CIT order in Capturerequired")
+                    else "a CIT order in CAPTUREREQUIRED"
                 )
                 return _problem(409, f"The order is {order.status_name}; only {kind} can be cancelled.")
             order.move(OrderStatus.Cancelled, _moment(now))
             self._emit(order, "order.cancelled", _moment(now))
-            answer = _succeeded(orderId=order.id, orderStatus=int(order.status), statusName=order.status_name)
+            answer: dict[str, Any] = {}  # the sandbox answers a cancel with an empty object
             if key:
                 self.cancels[key] = _Replay(fingerprint, 200, answer, now + IDEMPOTENCY_WINDOW)
         return json_response(200, answer)
+
+    # -- refund ---------------------------------------------------------------------
 
     def refund_order(self, request: Request, order_id: str) -> Response:
         refused = self._gate(request, "refund")
@@ -385,47 +443,52 @@ class FlexFactorEmulator(AdminEndpoints, TokenAuth, WebhookDelivery, Clock, Emul
             return refused
         body = _json_object(request, parse_float=Decimal)
         if body is None:
-            return _validation_failed({"$": ["The request body must be a JSON object."]})
+            return self._invalid({"$": ["The request body must be a JSON object."]})
         errors: dict[str, list[str]] = {}
-        amount, message = body.get("amountToRefund"), body.get("refundMessage")
-        dollars = Decimal(0)
+        amount, message = ci_get(body, "amountToRefund"), ci_get(body, "refundMessage")
+        major = Decimal(0)
         if amount is None:
             errors["AmountToRefund"] = ["The AmountToRefund field is required."]
-        elif isinstance(amount, bool) or not isinstance(amount, int | Decimal):
-            errors["AmountToRefund"] = ["The AmountToRefund field must be a number (dollars)."]
+        elif isinstance(amount, str) and _NUMBER_STRING.fullmatch(amount):
+            major = Decimal(amount.strip())  # a numeric string binds, as ASP.NET's web defaults
+        elif isinstance(amount, bool) or not isinstance(amount, int | Decimal) or not Decimal(amount).is_finite():
+            errors["AmountToRefund"] = ["The field AmountToRefund is invalid."]
         else:
-            try:
-                dollars = Decimal(amount)
-                if dollars <= 0 or dollars != dollars.quantize(Decimal("0.01")):
-                    raise InvalidOperation
-            except InvalidOperation:
-                errors["AmountToRefund"] = ["The AmountToRefund field must be > 0 with at most 2 decimals."]
+            major = Decimal(amount)
+        if not errors and major <= 0:
+            errors["AmountToRefund"] = ["The field AmountToRefund must be greater than 0."]
         if message is not None and not isinstance(message, str):
-            errors["RefundMessage"] = ["The RefundMessage field must be a string."]
+            errors["RefundMessage"] = ["The field RefundMessage is invalid."]
         if errors:
-            return _validation_failed(errors)
-        cents = int(dollars * 100)
+            return self._invalid(errors)
         with self._changed:
             now = self.now_ts()
             self._process_due()
             order = self.orders.get(order_id.lower())
             if order is None:
                 return _problem(404, "Not Found")
-            already = order.status == OrderStatus.Returned
-            if not already:
-                if order.status != OrderStatus.Completed:
-                    return _problem(409, f"The order is {order.status_name}; only a Completed order can be refunded.")
-                if cents > order.charged:
-                    too_much = f"The AmountToRefund field must not exceed {Decimal(order.charged) / 100:.2f}."
-                    return _validation_failed({"AmountToRefund": [too_much]})
-                order.refunded = cents
+            places = money.exponent(order.currency)
+            if money.decimals(major) > places:
+                decimals = f"at most {places} decimal places" if places else "no decimal places"
+                return self._invalid(
+                    {"AmountToRefund": [f"The field AmountToRefund must have {decimals} for {order.currency}."]}
+                )
+            cents = money.to_minor(major, order.currency)
+            if order.status not in (OrderStatus.Completed, OrderStatus.Returned):
+                return _refund_failed(f"Order in status {order.status_name} cannot be refunded")
+            if cents > order.refundable:
+                asked, most = money.formatted(cents, order.currency), money.formatted(order.refundable, order.currency)
+                return _refund_failed(f"Amount to refund ({asked}) is greater than maximum refund amount in ({most}))")
+            order.refunded += cents
+            if order.refundable == 0:
                 order.move(OrderStatus.Returned, _moment(now))
-                self._emit(order, "order.refunded", _moment(now), {"status": order.status_name, "amount": cents})
+            data = {"status": order.status_name, "amount": cents, "refundedAmount": order.refunded}
+            self._emit(order, "order.refunded", _moment(now), data)
             answer = _succeeded(
-                orderId=order.id,
-                amountRefunded=float(Decimal(order.refunded) / 100),
-                alreadyRefunded=already,
-                orderStatus=int(order.status),
-                statusName=order.status_name,
+                result="Success",
+                responseCode="0",
+                responseMessage="Refunded",
+                transactionId=str(uuid.uuid4()),
+                amountRefunded=money.as_json_number(cents, order.currency),
             )
         return json_response(200, answer)

@@ -1,6 +1,7 @@
-"""Who may call: ``POST /v1/oauth2/token`` (the app key and secret for an HS256 JWT living
-``token_ttl_seconds`` of real time), the bearer check every other ``/v1/`` endpoint makes,
-and the injected faults taken right after it.
+"""Who may call: ``POST /v1/oauth2/token`` (the app key and secret, names in any case, for
+an HS256 JWT living ``token_ttl_seconds`` of real time, with the sandbox's claims; bad
+credentials: 400), the bearer check every other ``/v1/`` endpoint makes, and the injected
+faults taken right after it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from werkzeug.wrappers import Request, Response
 
 from devstack.emulators.base import json_response
 from devstack.emulators.flexfactor.responses import _fault_response, _token_failed, _unauthorized
+from devstack.emulators.flexfactor.validation import ci_get
 
 DEFAULT_APP_KEY = "ff-local-app-key"
 DEFAULT_APP_SECRET = "ff-local-app-secret"
 DEFAULT_TOKEN_TTL = 600
+TOKEN_ISSUER = "Api-Client-Service"
+TOKEN_AUDIENCE = ("payments", "orders", "merchants", "eligibility-sftp", "eligibility", "contact")
 
 
 class TokenAuth:
@@ -48,7 +52,7 @@ class TokenAuth:
         body = request.get_json(force=True, silent=True)
         if not isinstance(body, dict):
             return _token_failed()
-        key, secret = body.get("AppKey"), body.get("AppSecret")
+        key, secret = ci_get(body, "AppKey"), ci_get(body, "AppSecret")  # appKey/appSecret bind too
         if not (isinstance(key, str) and isinstance(secret, str)):
             return _token_failed()
         key_ok = hmac.compare_digest(key.encode(), self.app_key.encode())
@@ -57,13 +61,18 @@ class TokenAuth:
             return _token_failed()
         now = time.time()
         expires = now + self.token_ttl_seconds
-        jti = uuid.uuid4().hex
-        claims = {
-            "sub": self.app_key,
-            "iss": "flexfactor-emulator",
+        jti = str(uuid.uuid4())
+        client_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"flexfactor-emulator:app:{self.app_key}"))
+        claims = {  # the sandbox's claims (seen)
+            "sub": client_id,
+            "unique_name": client_id,
             "jti": jti,
-            "iat": int(now),
+            "iat": str(int(now * 1000)),  # milliseconds, a string
+            "aud": list(TOKEN_AUDIENCE),
+            "custom:mid": self.merchant_id,
+            "nbf": int(now),
             "exp": math.ceil(expires),  # NumericDate; the exact expiry is enforced server-side
+            "iss": TOKEN_ISSUER,
         }
         token = jwt.encode(claims, self._signing_secret, algorithm="HS256")
         with self._store_lock:
@@ -73,17 +82,25 @@ class TokenAuth:
             200,
             {
                 "accessToken": token,
-                "refreshToken": secrets.token_urlsafe(32),
+                "refreshToken": secrets.token_urlsafe(48),
                 "expires": int(expires * 1000),
-                "id": str(uuid.uuid4()),
+                "id": client_id,
+                "session": None,
+                "daysToEnforceMFA": None,
+                "skipAvailable": None,
                 "success": True,
-                "result": "Success",
-                "status": "SUCCESS",
-                "statusCode": 200,
+                "result": None,
+                "status": None,
+                "statusCode": None,
                 "errors": [],
                 "customProperties": {},
             },
         )
+
+    @property
+    def merchant_id(self) -> str:
+        """The merchant (``custom:mid``) the app credentials belong to: one per app key."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"flexfactor-emulator:mid:{self.app_key}"))
 
     def authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -91,7 +108,11 @@ class TokenAuth:
             return False
         try:
             claims = jwt.decode(
-                token.strip(), self._signing_secret, algorithms=["HS256"], options={"require": ["exp", "jti"]}
+                token.strip(),
+                self._signing_secret,
+                algorithms=["HS256"],
+                # iat is in ms (a string) and aud a list, as the sandbox's: neither is checked
+                options={"require": ["exp", "jti"], "verify_iat": False, "verify_aud": False},
             )
         except jwt.InvalidTokenError:
             return False

@@ -1,6 +1,12 @@
-"""Request checks, answering every problem at once: an ``/evaluate`` body (seed 003,
-keyed like ASP.NET model state), the ``GET /v1/orders`` query and a ``POST
-/__emulator/config`` body. They say what is wrong; the endpoints answer it.
+"""Request checks, answering every problem at once: an ``/evaluate`` body (bound as the
+sandbox's ASP.NET server binds it, keyed like its model state), the ``GET /v1/orders``
+query and a ``POST /__emulator/config`` body. They say what is wrong; the endpoints answer it.
+
+Binding (sandbox-observed: ASP.NET's web defaults): property names match case-insensitively
+at every level (``OrderId``, ``paymentMethod.Token``, ``threeDSecure.EcommerceIndicator``;
+the last of two spellings wins), numbers may come as numeric strings (``"-5"``), unknown
+properties are ignored. A value that cannot bind to its property's type (``amount
+"abc"``, ``expiryDateUtc ""``, ``isMIT "yes"``) is ``"The field <Name> is invalid."``.
 """
 
 from __future__ import annotations
@@ -9,31 +15,153 @@ import base64
 import json
 import math
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request
 
-from devstack.emulators.flexfactor.orders import EXPIRED, STATUS_NAMES, OrderStatus
+from devstack.emulators.flexfactor.orders import EXPIRED, STATUS_NAMES, OrderStatus, status_name
+from devstack.emulators.flexfactor.responses import ERROR_SHAPES
 
 AMOUNT_ABOVE = 10  # sandbox: amount must be > 10 cents ...
 AMOUNT_BELOW = 20000  # ... and < 20000 cents
-CARD_TYPES = ("CREDIT", "DEBIT", "PREPAID")
 TRANSACTION_TYPES = ("AUTHORIZATION", "PURCHASE")
-ORDER_SOURCES = ("ECOMMERCE", "TERMINAL", "VTERMINAL")
 
-PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_DEFAULT = 10  # as the sandbox
 PAGE_SIZE_MAX = 100
+ORDER_BY = {"createdon": "createdOn", "amount": "amount", "orderplaceddate": "orderPlacedDate"}
 
-_INT_STRING = re.compile(r"[+-]?\d+")
+_INT_STRING = re.compile(r"\s*[+-]?\d+\s*")
+_NUMBER_STRING = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 _LETTERS = {2: re.compile(r"[A-Za-z]{2}"), 3: re.compile(r"[A-Za-z]{3}")}
-_DIGITS = {4: re.compile(r"\d{4}"), 6: re.compile(r"\d{6}")}
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SPACED_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 _MISSING = object()
+
+_ADDRESS = dict.fromkeys(
+    (
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "country",
+        "countryCode",
+        "addressLine1",
+        "addressLine2",
+        "city",
+        "state",
+        "zipCode",
+    )
+)
+# the /evaluate model: property names as the provider spells them; a dict is a nested object
+EVALUATE_MODEL: dict[str, Any] = {
+    **dict.fromkeys(
+        (
+            "isDeclined",
+            "orderId",
+            "siteId",
+            "mid",
+            "idempotencyKey",
+            "senseKey",
+            "transactionType",
+            "orderSource",
+            "isMIT",
+            "isRecurring",
+            "expiryDateUtc",
+            "customerIp",
+            "description",
+            "source",
+            "extraData",
+            "deviceDetails",
+            "orderItems",
+        )
+    ),
+    "transaction": dict.fromkeys(
+        (
+            "id",
+            "timestamp",
+            "timestampUtc",
+            "timezoneUtcOffset",
+            "amount",
+            "currency",
+            "dynamicDescriptor",
+            "responseCode",
+            "responseCodeSource",
+            "responseStatus",
+            "responseSubCode",
+            "processorName",
+            "avsResultCode",
+            "cvvResultCode",
+            "cavvResultCode",
+            "cardNotPresent",
+        )
+    ),
+    "payer": dict.fromkeys(("id", "email", "phone", "birthDate")),
+    "paymentMethod": dict.fromkeys(
+        (
+            "token",
+            "holderName",
+            "cardType",
+            "cardBrand",
+            "cardCountry",
+            "expirationMonth",
+            "expirationYear",
+            "cardBinNumber",
+            "cardLast4Digits",
+            "cardNumber",
+            "cardFingerprint",
+        )
+    ),
+    "billingInformation": _ADDRESS,
+    "shippingInformation": _ADDRESS,
+    "subscription": dict.fromkeys(
+        ("subscriptionId", "interval", "price", "currency", "paymentNumber", "totalPayments")
+    ),
+    "threeDSecure": dict.fromkeys(
+        (
+            "threeDsVersion",
+            "ecommerceIndicator",
+            "authenticationValue",
+            "authenticationValueAlgorithm",
+            "directoryServerTransactionId",
+            "directoryResponseStatus",
+            "authenticationResponseStatus",
+            "enrolled",
+            "xid",
+        )
+    ),
+}
+
+
+def bind_names(value: Any, model: dict[str, Any] | None) -> Any:
+    """``value`` with its property names in the model's spelling, matched case-insensitively
+    (unknown names kept as sent; of two spellings of one name the last wins)."""
+    if not isinstance(value, dict) or model is None:
+        return value
+    names = {name.lower(): name for name in model}
+    bound: dict[str, Any] = {}
+    for key, item in value.items():
+        name = names.get(key.lower(), key)
+        bound[name] = bind_names(item, model.get(name)) if isinstance(model.get(name), dict) else item
+    return bound
+
+
+def ci_get(obj: dict[str, Any], name: str) -> Any:
+    """``obj[name]`` matched case-insensitively (the last match wins), None when absent."""
+    found = None
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower() == name.lower():
+            found = value
+    return found
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO 8601 date and time (UTC when it has no offset); ValueError otherwise."""
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _pascal(path: str) -> str:
@@ -53,165 +181,167 @@ class _Checker:
     def _name(path: str) -> str:
         return _pascal(path.rsplit(".", 1)[-1])
 
-    def get(self, obj: dict[str, Any], path: str, required: bool = True, *aliases: str) -> Any:
-        """The value at ``path`` in ``obj`` (its last segment), _MISSING when absent."""
-        key = path.rsplit(".", 1)[-1]
-        value = obj.get(key)
-        for alias in aliases:
-            if value is None:
-                value = obj.get(alias)
-        if value is None or (isinstance(value, str) and not value.strip()):
+    def invalid(self, path: str) -> None:
+        self.add(path, f"The field {self._name(path)} is invalid.")
+
+    def get(self, obj: dict[str, Any], path: str, required: bool, message: str | None = None) -> Any:
+        """The value at ``path`` (its last segment) in ``obj``; _MISSING when null or absent,
+        and, when ``required``, when an empty string too (then reported)."""
+        value = obj.get(path.rsplit(".", 1)[-1])
+        blank = isinstance(value, str) and not value.strip()
+        if value is None or (required and blank):
             if required:
-                self.add(path, f"The {self._name(path)} field is required.")
+                self.add(path, message or f"The {self._name(path)} field is required.")
             return _MISSING
         return value
 
-    def obj(self, parent: dict[str, Any], path: str, required: bool = True) -> dict[str, Any] | None:
+    def obj(self, parent: dict[str, Any], path: str, required: bool = False) -> dict[str, Any] | None:
         value = self.get(parent, path, required)
         if value is _MISSING:
             return None
         if not isinstance(value, dict):
-            self.add(path, f"The {self._name(path)} field must be an object.")
+            self.invalid(path)
             return None
         return value
 
-    def string(self, parent: dict[str, Any], path: str, required: bool = True, *aliases: str) -> str | None:
-        value = self.get(parent, path, required, *aliases)
+    def string(self, parent: dict[str, Any], path: str, required: bool = False, message: str | None = None):
+        value = self.get(parent, path, required, message)
         if value is _MISSING:
             return None
         if not isinstance(value, str):
-            self.add(path, f"The {self._name(path)} field must be a string.")
+            self.invalid(path)
             return None
         return value
 
-    def integer(self, parent: dict[str, Any], path: str, required: bool = True, numeric_string: bool = False):
+    def integer(self, parent: dict[str, Any], path: str, required: bool = False) -> int | None:
         value = self.get(parent, path, required)
         if value is _MISSING:
             return None
-        if numeric_string and isinstance(value, str) and _INT_STRING.fullmatch(value.strip()):
-            return int(value.strip())
+        if isinstance(value, str) and _INT_STRING.fullmatch(value):
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.add(path, f"The {self._name(path)} field must be an integer.")
+            self.invalid(path)
             return None
         return value
 
-    def boolean(self, parent: dict[str, Any], path: str, required: bool = True) -> bool | None:
+    def number(self, parent: dict[str, Any], path: str, required: bool = False) -> Decimal | None:
+        value = self.get(parent, path, required)
+        if value is _MISSING:
+            return None
+        if isinstance(value, str) and _NUMBER_STRING.fullmatch(value):
+            return Decimal(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or not math.isfinite(value):
+            self.invalid(path)
+            return None
+        return Decimal(str(value))
+
+    def boolean(self, parent: dict[str, Any], path: str, required: bool = False) -> bool | None:
         value = self.get(parent, path, required)
         if value is _MISSING:
             return None
         if not isinstance(value, bool):
-            self.add(path, f"The {self._name(path)} field must be true or false.")
+            self.invalid(path)
             return None
         return value
 
-    def moment(self, parent: dict[str, Any], path: str, required: bool = True) -> datetime | None:
-        value = self.string(parent, path, required)
-        if value is None:
+    def moment(self, parent: dict[str, Any], path: str, required: bool = False) -> datetime | None:
+        value = self.get(parent, path, required)
+        if value is _MISSING:
             return None
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return parse_moment(value)
         except ValueError:
-            self.add(path, f"The {self._name(path)} field must be an ISO 8601 date and time.")
+            self.invalid(path)
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
-    def pattern(self, parent: dict[str, Any], path: str, regex: re.Pattern[str], message: str) -> str | None:
-        value = self.string(parent, path)
-        if value is not None and not regex.fullmatch(value):
-            self.add(path, message)
-            return None
-        return value
-
-    def choice(self, parent: dict[str, Any], path: str, choices: tuple[str, ...], required: bool = True) -> None:
-        value = self.string(parent, path, required)
-        if value is not None and value.upper() not in choices:
-            self.add(path, f"The {self._name(path)} field must be one of {', '.join(choices)}.")
+    def strings(self, parent: dict[str, Any], prefix: str, names: tuple[str, ...], required: bool = False) -> None:
+        for name in names:
+            self.string(parent, f"{prefix}.{name}" if prefix else name, required)
 
 
-def validate(payload: dict[str, Any]) -> dict[str, list[str]]:
-    """Every problem with an /evaluate request (seed 003), keyed by PascalCase dotted path."""
+def bind(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """An /evaluate body bound as the sandbox binds it (names in the model's spelling,
+    ``transaction.amount`` an int) and every problem with it, keyed by PascalCase dotted
+    path. Required (sandbox-observed): ``orderId``, ``isDeclined``, ``idempotencyKey``,
+    ``transaction.id``, ``.responseCode``, ``.responseCodeSource`` (``""`` is missing),
+    ``.avsResultCode``, ``.cvvResultCode``, ``.cavvResultCode``;
+    (emulated) ``transaction``, ``.amount`` and ``.currency``, which the order needs."""
+    model = bind_names(payload, EVALUATE_MODEL)
     c = _Checker()
-    declined = c.boolean(payload, "isDeclined")
+    declined = c.boolean(model, "isDeclined", required=True)
     if declined is False:
         c.add("isDeclined", "The IsDeclined field must be true.")
-    c.string(payload, "orderId")
-    c.string(payload, "siteId")
-    key = c.string(payload, "idempotencyKey")
-    if key is not None:
-        try:
-            uuid.UUID(key)
-        except ValueError:
-            c.add("idempotencyKey", "The IdempotencyKey field must be a GUID/UUID.")
-    c.choice(payload, "transactionType", TRANSACTION_TYPES, required=False)
-    c.choice(payload, "orderSource", ORDER_SOURCES, required=False)
-    is_mit = c.boolean(payload, "isMIT", required=False)
+    c.string(model, "orderId", True, "Merchant's orderId is required")
+    c.string(model, "idempotencyKey", True)
+    c.strings(model, "", ("siteId", "mid", "senseKey", "customerIp", "orderSource", "description"))
+    kind = c.string(model, "transactionType")
+    if kind is not None and kind.strip() and kind.strip().upper() not in TRANSACTION_TYPES:
+        c.add("transactionType", "The TransactionType field must be Purchase or Authorization (any case).")
+    c.boolean(model, "isMIT")
+    c.boolean(model, "isRecurring")
+    c.moment(model, "expiryDateUtc")
 
-    transaction = c.obj(payload, "transaction")
+    transaction = c.obj(model, "transaction", required=True)
     if transaction is not None:
-        c.string(transaction, "transaction.id")
+        # (sandbox-observed: a missing cavvResultCode and an empty responseCodeSource are refused too)
+        required = ("id", "responseCode", "responseCodeSource", "avsResultCode", "cvvResultCode", "cavvResultCode")
+        c.strings(transaction, "transaction", required, True)
+        optional = ("responseStatus", "responseSubCode", "processorName")
+        c.strings(transaction, "transaction", (*optional, "dynamicDescriptor"))
         c.moment(transaction, "transaction.timestampUtc")
-        c.integer(transaction, "transaction.timezoneUtcOffset", numeric_string=True)
-        amount = c.integer(transaction, "transaction.amount")
-        if amount is not None and not AMOUNT_ABOVE < amount < AMOUNT_BELOW:
-            c.add(
-                "transaction.amount",
-                f"The field Amount must be greater than {AMOUNT_ABOVE} and less than {AMOUNT_BELOW} (cents).",
-            )
-        c.pattern(transaction, "transaction.currency", _LETTERS[3], "The Currency field must be an ISO 4217 code.")
-        for name in ("responseCode", "responseCodeSource", "avsResultCode", "cvvResultCode", "cavvResultCode"):
-            c.string(transaction, f"transaction.{name}")
+        c.number(transaction, "transaction.timezoneUtcOffset")
         c.boolean(transaction, "transaction.cardNotPresent")
+        amount = c.integer(transaction, "transaction.amount", True)
+        if amount is not None:
+            transaction["amount"] = amount
+            if not AMOUNT_ABOVE < amount < AMOUNT_BELOW:
+                c.add(
+                    "transaction.amount",
+                    f"The field Amount must be greater than {AMOUNT_ABOVE} and less than {AMOUNT_BELOW} (cents).",
+                )
+        currency = c.string(transaction, "transaction.currency", True)
+        if currency is not None and not _LETTERS[3].fullmatch(currency.strip()):
+            c.add("transaction.currency", "The Currency field must be an ISO 4217 code.")
 
-    payer = c.obj(payload, "payer")
+    payer = c.obj(model, "payer")
     if payer is not None:
-        c.string(payer, "payer.email")
+        c.strings(payer, "payer", ("id", "email", "phone", "birthDate"))
 
-    method = c.obj(payload, "paymentMethod")
+    method = c.obj(model, "paymentMethod")
     if method is not None:
-        c.string(method, "paymentMethod.holderName")
-        c.choice(method, "paymentMethod.cardType", CARD_TYPES)
-        c.string(method, "paymentMethod.cardBrand")
-        country = "The CardCountry field must be an ISO 3166-1 alpha-2 code."
-        c.pattern(method, "paymentMethod.cardCountry", _LETTERS[2], country)
+        c.boolean(method, "paymentMethod.token")
+        names = ("holderName", "cardType", "cardBrand", "cardCountry", "cardBinNumber", "cardLast4Digits")
+        c.strings(method, "paymentMethod", (*names, "cardNumber", "cardFingerprint"))
         month = c.integer(method, "paymentMethod.expirationMonth")
         if month is not None and not 1 <= month <= 12:
             c.add("paymentMethod.expirationMonth", "The field ExpirationMonth must be between 1 and 12.")
         year = c.integer(method, "paymentMethod.expirationYear")
         if year is not None and not 1000 <= year <= 9999:
             c.add("paymentMethod.expirationYear", "The field ExpirationYear must have 4 digits.")
-        c.pattern(method, "paymentMethod.cardBinNumber", _DIGITS[6], "The CardBinNumber field must be 6 digits.")
-        c.pattern(method, "paymentMethod.cardLast4Digits", _DIGITS[4], "The CardLast4Digits field must be 4 digits.")
-        c.string(method, "paymentMethod.cardNumber")
 
-    billing = c.obj(payload, "billingInformation")
-    if billing is not None:
-        for name in ("firstName", "lastName", "country", "addressLine1", "city"):
-            c.string(billing, f"billingInformation.{name}")
-        c.pattern(
-            billing,
-            "billingInformation.countryCode",
-            _LETTERS[2],
-            "The CountryCode field must be an ISO 3166-1 alpha-2 code.",
-        )
-        c.string(billing, "billingInformation.zipCode", True, "zipcode")
+    for name in ("billingInformation", "shippingInformation"):
+        address = c.obj(model, name)
+        if address is not None:
+            c.strings(address, name, tuple(_ADDRESS))
 
-    if is_mit is True:
-        recurring = c.boolean(payload, "isRecurring")
-        c.moment(payload, "expiryDateUtc")
-        if recurring is True:
-            subscription = c.obj(payload, "subscription")
-            if subscription is not None:
-                c.string(subscription, "subscription.subscriptionId")
-                c.string(subscription, "subscription.interval")
-                c.integer(subscription, "subscription.price")
-                c.string(subscription, "subscription.currency")
-            secure = c.obj(payload, "threeDSecure")
-            if secure is not None:
-                for name in ("ecommerceIndicator", "authenticationValue", "directoryServerTransactionId"):
-                    c.string(secure, f"threeDSecure.{name}")
-    elif payload.get("isMIT") is None or payload.get("isMIT") is False:  # a CIT; a non-boolean is reported
-        c.string(payload, "customerIp")
-    return c.errors
+    subscription = c.obj(model, "subscription")
+    if subscription is not None:
+        c.strings(subscription, "subscription", ("subscriptionId", "interval", "currency"))
+        c.number(subscription, "subscription.price")
+        c.integer(subscription, "subscription.paymentNumber")
+        c.integer(subscription, "subscription.totalPayments")
+    secure = c.obj(model, "threeDSecure")
+    if secure is not None:
+        names = tuple(name for name in EVALUATE_MODEL["threeDSecure"] if name != "enrolled")
+        c.strings(secure, "threeDSecure", names)
+    return model, c.errors
+
+
+def validate(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Every problem with an /evaluate request (see :func:`bind`)."""
+    return bind(payload)[1]
 
 
 def _json_object(request: Request, *, empty_ok: bool = False, **loads: Any) -> dict[str, Any] | None:
@@ -239,11 +369,13 @@ def _query_moment(value: str, end_of_day: bool) -> datetime | None:
 
 
 def parse_list_query(args: MultiDict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The filters, order and page of ``GET /v1/orders``, and every bad parameter."""
+    """The filters, order and page of ``GET /v1/orders`` (parameter names in any case, as
+    ASP.NET binds them), and every bad parameter."""
     errors: dict[str, list[str]] = {}
+    names = {key.lower(): key for key in args}
 
     def value(name: str) -> str | None:
-        raw = args.get(name)
+        raw = args.get(names.get(name.lower(), name))
         return raw.strip() if raw and raw.strip() else None
 
     def page_int(name: str, default: int, most: int | None) -> int:
@@ -256,7 +388,7 @@ def parse_list_query(args: MultiDict[str, str]) -> tuple[dict[str, Any], dict[st
             return default
         return int(raw)
 
-    query: dict[str, Any] = {"status": None, "from": None, "to": None}
+    query: dict[str, Any] = {"status": None, "from": None, "to": None, "query": value("query"), "mid": value("mid")}
     status = value("status")
     if status is not None:
         if _INT_STRING.fullmatch(status) and int(status) in OrderStatus._value2member_map_:
@@ -264,8 +396,8 @@ def parse_list_query(args: MultiDict[str, str]) -> tuple[dict[str, Any], dict[st
         elif status.lower() in STATUS_NAMES:
             query["status"] = STATUS_NAMES[status.lower()]
         else:
-            names = ", ".join([s.name for s in OrderStatus] + [EXPIRED])
-            errors["status"] = [f"The status parameter must be 0..7 or one of {names}."]
+            choices = ", ".join([status_name(s) for s in OrderStatus] + [EXPIRED])
+            errors["status"] = [f"The status parameter must be 0..7 or one of {choices}."]
     for name in ("from", "to"):
         raw = value(name)
         if raw is not None:
@@ -274,9 +406,10 @@ def parse_list_query(args: MultiDict[str, str]) -> tuple[dict[str, Any], dict[st
                 errors[name] = [f"The {name} parameter must be an ISO 8601 date or date and time."]
     if query["from"] and query["to"] and query["from"] > query["to"]:
         errors["to"] = ["The to parameter must not be before from."]
-    order_by = value("orderBy") or "orderPlacedDate"
-    if order_by.lower() != "orderplaceddate":
-        errors["orderBy"] = ["The orderBy parameter must be orderPlacedDate."]
+    order_by = (value("orderBy") or "createdOn").lower()
+    if order_by not in ORDER_BY:
+        errors["orderBy"] = ["The orderBy parameter must be createdOn or amount."]
+    query["orderBy"] = ORDER_BY.get(order_by, "createdOn")
     sort = (value("sort") or "desc").lower()
     if sort not in ("asc", "desc"):
         errors["sort"] = ["The sort parameter must be asc or desc."]
@@ -293,9 +426,19 @@ def _config_errors(body: dict[str, Any]) -> dict[str, str]:
     def number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
-    known = {"step_seconds", "capture_window_seconds", "webhook_url", "webhook_key", "webhook_content_type", "webhooks"}
+    known = {
+        "step_seconds",
+        "capture_window_seconds",
+        "webhook_url",
+        "webhook_key",
+        "webhook_content_type",
+        "webhooks",
+        "errorShape",
+    }
     for name in sorted(set(body) - known):
         errors[name] = "unknown setting"
+    if "errorShape" in body and body["errorShape"] not in ERROR_SHAPES:
+        errors["errorShape"] = f"must be one of {', '.join(ERROR_SHAPES)}"
     for name in ("step_seconds", "capture_window_seconds"):
         if name in body and not (number(body[name]) and body[name] > 0):
             errors[name] = "must be a number > 0"

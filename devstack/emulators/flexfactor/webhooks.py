@@ -3,7 +3,9 @@
 Each event is one log entry. When ``webhook_url`` is unset nothing is sent and
 the fate is ``no-url``. Otherwise a sender thread POSTs the compact JSON body ``{"Event",
 "TimeStamp", "EventData", "ExternalOrderId", "OrderId", "ConfirmationId", "IsTestMode":
-true, "IsResent"}`` with ``Content-Type: webhook_content_type`` and the headers of
+true, "IsResent"}`` (``EventData`` null for ``order.completed``, as FlexCharge's sample) with
+``Content-Type: webhook_content_type`` (``text/plain; charset=utf-8`` by default: the
+provider's webhooks are "not sent in application/json") and the headers of
 :func:`sign_webhook` (``host`` is the URL's host[:port], sent as the Host header). Every
 attempt is signed afresh (new nonce and date); a redelivery (duplicate, retry) says
 ``"IsResent": true``. ``x-fc-date`` is wall-clock time (receivers bound its skew),
@@ -44,12 +46,23 @@ from devstack.emulators.flexfactor.clock import TICK_SECONDS
 from devstack.emulators.flexfactor.orders import Order, _iso
 
 DEFAULT_WEBHOOK_KEY = base64.b64encode(b"ff-local-webhook-subscriber-key!").decode()
-DEFAULT_WEBHOOK_CONTENT_TYPE = "application/json"
+DEFAULT_WEBHOOK_CONTENT_TYPE = "text/plain; charset=utf-8"  # "not sent in application/json"
 DEFAULT_RETRIES = 3
 WEBHOOK_TIMEOUT = 5.0
 RETRY_BACKOFF = 0.2
 REORDER_HOLD_STEPS = 2
 FATES = ("delivered", "dropped", "duplicated", "reordered", "delayed", "failed", "no-url")
+_DEFAULT: Any = object()
+
+
+def event_data(order: Order, event: str) -> dict[str, Any] | None:
+    """An event's ``EventData``: null for ``order.completed`` (as FlexCharge's own sample),
+    ``{"status", "amount"}`` for the other order.* events (emulated), ``{}`` otherwise."""
+    if event == "order.completed":
+        return None
+    if event.startswith("order."):
+        return {"status": order.status_name, "amount": order.charged}
+    return {}
 
 
 def sign_webhook(
@@ -94,7 +107,7 @@ class WebhookEntry:
     order_id: str
     external_order_id: str
     timestamp: str
-    data: dict[str, Any]
+    data: dict[str, Any] | None
     confirmation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     fate: str = "delivered"
     attempts: int = 0
@@ -175,10 +188,10 @@ class WebhookDelivery:
     def _push_job(self, job: _Job) -> None:
         heapq.heappush(self._jobs, (job.key, next(self._seq), job))
 
-    def _emit(self, order: Order, event: str, at: datetime, data: dict[str, Any] | None = None) -> WebhookEntry:
+    def _emit(self, order: Order, event: str, at: datetime, data: Any = _DEFAULT) -> WebhookEntry:
         """Log an event and plan its delivery under the switches (store lock held)."""
-        if data is None:
-            data = {"status": order.status_name, "amount": order.charged} if event.startswith("order.") else {}
+        if data is _DEFAULT:
+            data = event_data(order, event)
         entry = WebhookEntry(
             id=len(self.webhook_log) + 1,
             event=event,

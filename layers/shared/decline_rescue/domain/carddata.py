@@ -4,7 +4,9 @@ The /evaluate contract's guard (``domain.contract``), the log formatter (every l
 passes through ``redact``) and the tests that scan logs, tables and queues all use it, so
 what is refused at the door and what is redacted from a log line are the same thing.
 
-A card number (PAN) is 13-19 digits that pass the Luhn check, wherever it sits:
+A card number (PAN) is 13-19 digits that pass the Luhn check, wherever it sits (a
+13-digit one must start with 4: only Visa ever issued them, so a millisecond timestamp,
+which FlexCharge's own Node sample sends as a subscriptionId, is not taken for a card):
 
 - **Normalised first.** Unicode NFKC (full-width ``\uff14``, superscript, circled and
   mathematical digits, full-width punctuation become ASCII), then every other Unicode
@@ -127,6 +129,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _card(digits: str) -> bool:
+    if len(digits) == PAN_MIN_DIGITS and digits[0] != "4":
+        return False  # only Visa ever issued 13-digit card numbers: a millisecond timestamp is no card
     return PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS and luhn_valid(digits)
 
 

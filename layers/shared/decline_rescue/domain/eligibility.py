@@ -68,10 +68,10 @@ def network(request: EvaluateRequest) -> str:
         return "visa"
     if brand.startswith(("MASTERCARD", "MC", "MAESTRO")):
         return "mastercard"
-    bin6 = request.paymentMethod.cardBinNumber
-    if bin6.startswith("4"):
+    bin_ = request.paymentMethod.cardBinNumber or ""  # 4-8 digits when given
+    if bin_.startswith("4"):
         return "visa"
-    if bin6[:2] in {"51", "52", "53", "54", "55"} or 222100 <= int(bin6) <= 272099:
+    if bin_[:2] in {"51", "52", "53", "54", "55"} or (len(bin_) >= 4 and 2221 <= int(bin_[:4]) <= 2720):
         return "mastercard"
     return "other"
 
@@ -98,13 +98,17 @@ def merchant_advice_code(request: EvaluateRequest) -> str | None:
 
 def card_key(request: EvaluateRequest) -> str:
     """Identifies a card for the reattempt budgets without the card number: the
-    fingerprint when given, else brand, BIN, last four and expiry."""
+    fingerprint when given, else brand, BIN, last four and expiry; a token-only payment
+    method (real clients send ``{Token: true, cardNumber: <token>}`` and nothing else) is
+    identified by its token's hash."""
     pm = request.paymentMethod
-    basis = (
-        f"fp:{pm.cardFingerprint}"
-        if pm.cardFingerprint
-        else f"{pm.brand}|{pm.cardBinNumber}|{pm.cardLast4Digits}|{pm.expirationMonth:02d}|{pm.expirationYear}"
-    )
+    if pm.cardFingerprint:
+        basis = f"fp:{pm.cardFingerprint}"
+    elif pm.cardBinNumber and pm.cardLast4Digits:
+        month, year = pm.expirationMonth or 0, pm.expirationYear or 0
+        basis = f"{pm.brand}|{pm.cardBinNumber[:6]}|{pm.cardLast4Digits}|{month:02d}|{year}"
+    else:
+        basis = "tok:" + hashlib.sha256(pm.cardNumber.encode()).hexdigest()
     # base64url, not hex: a hex digest can hold a 13+ digit run that looks like a card number
     return base64.urlsafe_b64encode(hashlib.sha256(basis.encode()).digest()[:18]).decode()
 
@@ -149,13 +153,13 @@ def decide(
             f"amount must be > {limits.amount_min_exclusive} and < {limits.amount_max_exclusive} cents",
             {"amount": amount},
         )
-    pm = request.paymentMethod
-    if (pm.expirationYear, pm.expirationMonth) < (now.year, now.month):
+    expiry = request.paymentMethod.expiry()
+    if expiry is not None and expiry < (now.year, now.month):
         return Decision(False, "card_expired", "the card expired: a reattempt cannot succeed")
 
     code = response_code(request)
     net = network(request)
-    gateway = gateway_verdict(request.transaction.responseCodeSource, code)
+    gateway = gateway_verdict(request.transaction.responseCodeSource or "", code)
     if gateway is not None:
         verdict, meaning, source = gateway
         if verdict == "never":
@@ -200,14 +204,16 @@ def decide(
                 {"merchantAdviceCode": mac, "network": net},
             )
 
-    if request.is_mit:
-        age = now - request.transaction.timestampUtc
+    declined_at = request.transaction.declined_at()
+    declined_at = min(declined_at, now) if declined_at is not None else None  # (in the future: now)
+    if request.is_mit and declined_at is not None:  # unknown: counted from the time of receipt (a warning says so)
+        age = now - declined_at
         if age > timedelta(hours=limits.mit_max_age_hours):
             return Decision(
                 False,
                 "mit_not_same_day",
                 f"merchant-initiated declines must be sent the day they fail (within {limits.mit_max_age_hours:g} h)",
-                {"declinedAt": request.transaction.timestampUtc.isoformat()},
+                {"declinedAt": declined_at.isoformat()},
             )
 
     for window, maximum in budget_limits(net, now.date()):

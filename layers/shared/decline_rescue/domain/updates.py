@@ -130,6 +130,7 @@ class Change:
     at: str
     detail: dict[str, Any] | None = None
     event: str | None = None
+    refund: dict[str, Any] | None = None  # a refund we made: refundId, amount, currency, refundedAmount
 
     @property
     def change_id(self) -> str:
@@ -153,6 +154,8 @@ class Change:
             detail["event"] = self.event
         if self.detail:
             detail["reason"] = self.detail
+        if self.refund:
+            detail["refund"] = self.refund
         return detail
 
 

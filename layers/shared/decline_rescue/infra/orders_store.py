@@ -447,6 +447,117 @@ class OrdersTable:
             raise
         return True
 
+    # -- refunds: a hold on the refundable amount while FlexFactor is asked ---------------
+
+    @staticmethod
+    def _refund_key(order_id: str, key: str) -> dict[str, Any]:
+        return {"pk": {"S": f"REFUND#{order_id}#{key}"}, "sk": {"S": "REFUND"}}
+
+    def refund_record(self, order_id: str, key: str) -> dict[str, Any] | None:
+        """The refund kept under ``key`` for the order (``HELD`` while FlexFactor is asked,
+        ``DONE`` with its answer), or None."""
+        item = (
+            client("dynamodb")
+            .get_item(TableName=self.table, Key=self._refund_key(order_id, key), ConsistentRead=True)
+            .get("Item")
+        )
+        return _unmarshal(item) if item else None
+
+    def _held_condition(self, held: int, values: dict[str, Any], name: str) -> str:
+        values[name] = {"N": str(held)}
+        if held == 0:
+            return f"(attribute_not_exists(refundHeld) OR refundHeld = {name})"
+        return f"refundHeld = {name}"
+
+    def hold_refund(
+        self, order_id: str, key: str, record: dict[str, Any], *, version: int, status: str, held: int, amount: int
+    ) -> str:
+        """Keep the refund under its key (``HELD``) and add its amount to the order's
+        ``refundHeld``, in one transaction, on the order as read (``version``, ``status``
+        and ``held``): ``held``; ``exists`` when the key is kept already; ``changed`` when
+        the order moved on (read it again). Not a change of the order: no version, no
+        event (the refund's change is written when FlexFactor has said yes)."""
+        values: dict[str, Any] = {":v": {"N": str(version)}, ":s": {"S": status}, ":after": {"N": str(held + amount)}}
+        condition = f"version = :v AND #s = :s AND {self._held_condition(held, values, ':before')}"
+        item = {**record, "pk": f"REFUND#{order_id}#{key}", "sk": "REFUND", "orderId": order_id, "refundState": "HELD"}
+        try:
+            client("dynamodb").transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": _marshal(item),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(order_id),
+                            "UpdateExpression": "SET refundHeld = :after",
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            return "exists" if reasons and reasons[0] == "ConditionalCheckFailed" else "changed"
+        return "held"
+
+    def release_refund(self, order_id: str, key: str, *, held: int, amount: int) -> bool:
+        """FlexFactor refused the refund: forget it and give its amount back (on the order's
+        ``refundHeld`` as read); False when that changed (read it again)."""
+        values: dict[str, Any] = {":after": {"N": str(max(0, held - amount))}, ":held": {"S": "HELD"}}
+        try:
+            client("dynamodb").transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": self._refund_key(order_id, key),
+                            "ConditionExpression": "refundState = :held",
+                            "ExpressionAttributeValues": {":held": values.pop(":held")},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(order_id),
+                            "UpdateExpression": "SET refundHeld = :after",
+                            "ConditionExpression": self._held_condition(held, values, ":before"),
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise
+        return True
+
+    def refund_done_item(self, order_id: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """The transaction item that marks a held refund ``DONE`` with its answer (written
+        with the refund's change: ReservationRefused from ``commit`` when it was not held)."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._refund_key(order_id, key),
+                "UpdateExpression": "SET refundState = :done, answer = :a",
+                "ConditionExpression": "refundState = :held",
+                "ExpressionAttributeValues": {
+                    ":done": {"S": "DONE"},
+                    ":held": {"S": "HELD"},
+                    ":a": dynamodb_json.serialize(answer),
+                },
+            }
+        }
+
     # -- webhooks -------------------------------------------------------------------
 
     def record_delivery(self, nonce: str, record: dict[str, Any], *, keep_seconds: int) -> str:
@@ -521,6 +632,7 @@ class OrdersTable:
             "at": change.at,
             "detail": change.detail,
             "event": change.event,
+            **({"refund": change.refund} if change.refund else {}),
         }
 
     @staticmethod
@@ -541,6 +653,7 @@ class OrdersTable:
                 str(h["at"]),
                 h.get("detail"),
                 h.get("event"),
+                h.get("refund"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a change's history item: {exc}") from None

@@ -29,6 +29,9 @@ ORDER_CAPTURED = "OrderCaptured"
 ORDER_CANCELLED = "OrderCancelled"
 ORDER_CAPTURE_REFUSED = "OrderCaptureRefused"
 ORDER_CANCEL_REFUSED = "OrderCancelRefused"
+ORDER_REFUNDED = "OrderRefunded"
+ORDER_REFUND_REFUSED = "OrderRefundRefused"
+ORDER_REFUND_UNCERTAIN = "OrderRefundUncertain"
 
 POLL_UNTRUSTED = "PollUntrusted"
 POLL_COUNTS = {name: f"Poll_{name}" for name in ("read", "changed", "expired", "failed", "stopped_early", "resent")}

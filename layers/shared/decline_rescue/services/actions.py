@@ -8,10 +8,21 @@ order's status. An action the order's status does not allow is a 409 naming the 
 Allowed (PROVIDERS.md): capture in CAPTUREREQUIRED; cancel a merchant-initiated order in
 SUBMITTED, PROCESSING or CAPTUREREQUIRED (FlexFactor's Draft, Processing, Capture
 required), a customer-initiated one in CAPTUREREQUIRED.
+
+A claim FlexFactor never answered (``RECEIVED`` without an orderSessionKey: /evaluate
+timed out, or its request died) is cancelled by the merchant's orderId
+(``external-cancel``), under the claim's lease, so that no retry submits it meanwhile: a
+404 from FlexFactor means it never had the order (NOT_SUBMITTED); a success means it had
+one and cancelled it (CANCELLED). A claim whose request is still at work (a live lease)
+is a 409: try again in a few seconds.
+
+FlexFactor answers a failed capture with HTTP 200 and ``status: "FAILED"``: a 409 to the
+merchant with FlexFactor's message, the order unchanged and looked at on the next poll.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +105,8 @@ def capture(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str
 
 def cancel(order_id: str, *, lambda_context: Any = None) -> dict[str, Any]:
     order = _order(order_id)
+    if order["status"] == st.RECEIVED and not order.get("orderSessionKey"):
+        return _cancel_unanswered(order, lambda_context=lambda_context)
     allowed = CANCELLABLE_MIT if order.get("isMIT") else CANCELLABLE_CIT
     if order["status"] not in allowed:
         kind = "a merchant-initiated" if order.get("isMIT") else "a customer-initiated"
@@ -105,6 +118,45 @@ def cancel(order_id: str, *, lambda_context: Any = None) -> dict[str, Any]:
             order_session_key=str(order["orderSessionKey"]), idempotency_key=idempotency_key(order_id, "cancel")
         )
     return _finish(order, answer, CANCEL, {})
+
+
+def _cancel_unanswered(order: dict[str, Any], *, lambda_context: Any) -> dict[str, Any]:
+    """Cancel a claim FlexFactor never answered, by the merchant's orderId (see the module)."""
+    order_id = order["orderId"]
+    budget = settings.flexfactor().calls.budget_seconds
+    until_ms = int((time.time() + budget + 2) * 1000)
+    taken = wiring.orders().take_lease(order_id, version=int(order["version"]), status=st.RECEIVED, until_ms=until_ms)
+    if not taken:
+        raise OrderStateConflict("the decline is being submitted right now: try the cancel again in a few seconds")
+    try:
+        with within(budget, lambda_context=lambda_context):
+            answer = wiring.flexfactor().external_cancel(external_order_id=order_id)
+    except BaseException:
+        writer.release_lease(order_id, until_ms=until_ms)
+        raise
+    if answer is not None and not answer.ok:
+        writer.release_lease(order_id, until_ms=until_ms)
+        writer.request_poll(order_id)
+        metrics.add_metric(name=m.ORDER_CANCEL_REFUSED, unit="Count", value=1)
+        raise OrderStateConflict(f"FlexFactor refused the cancel: {answer.message}")
+    if answer is None:  # FlexFactor has no order under our orderId: nothing was submitted
+        status, reason = (
+            st.NOT_SUBMITTED,
+            {"rule": "cancelled", "detail": "cancelled by the merchant before FlexFactor had the order"},
+        )
+    else:
+        status, reason = st.CANCELLED, {"rule": "cancelled", "detail": "cancelled by our orderId (external-cancel)"}
+    update = OrderUpdate(
+        updateId=f"cancel:{idempotency_key(order_id, 'cancel')}",
+        source="cancel",
+        orderId=order_id,
+        status=status,
+        providerStatus="external-cancel",
+        reason=reason,
+    )
+    outcome = writer.apply(update, state=order, remove=("leaseUntil",))
+    metrics.add_metric(name=m.ORDER_CANCELLED, unit="Count", value=1)
+    return {"orderId": order_id, "status": outcome.status, "action": "cancel", "result": str(outcome.result)}
 
 
 def _finish(order: dict[str, Any], answer, action: _Action, fields: dict[str, Any]) -> dict[str, Any]:

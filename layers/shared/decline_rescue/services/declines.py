@@ -201,13 +201,28 @@ def _reservation(budget: eligibility.Budget) -> dict[str, Any]:
 def parse(raw: Any) -> EvaluateRequest:
     """Validate a decline, filling mid and siteId from configuration when absent."""
     cfg = settings.declines()
-    if isinstance(raw, dict) and not (raw.get("mid") and raw.get("siteId")):
-        raw = {**wiring.flexfactor_merchant(), **{k: v for k, v in raw.items() if v not in (None, "")}}
+    if isinstance(raw, dict):
+        raw = _with_merchant(raw)
     request = validate_request(raw, allow_card_numbers=cfg.allow_card_numbers)
     dropped = request.dropped_fields()
     if dropped:  # (field paths only: never their values)
         logger.info("fields outside the contract dropped", extra={"fields": dropped[:25]})
     return request
+
+
+def _with_merchant(raw: dict[str, Any]) -> dict[str, Any]:
+    """``mid`` and ``siteId`` from the FlexFactor secret where the body lacks them (keys
+    read case-insensitively, as the contract binds them: ``SiteId`` is siteId)."""
+    sent = {key.lower(): key for key in raw if isinstance(key, str)}
+
+    def has(name: str) -> bool:
+        return raw.get(sent.get(name.lower(), name)) not in (None, "")
+
+    if has("mid") and has("siteId"):
+        return raw
+    fill = {name: value for name, value in wiring.flexfactor_merchant().items() if not has(name)}
+    kept = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.lower() in {n.lower() for n in fill})}
+    return {**fill, **kept}
 
 
 def _answer(order_id: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -377,10 +392,14 @@ def handle_api(raw: Any) -> tuple[int, dict[str, Any]]:
     """POST /declines: (HTTP status, body)."""
     request = parse(raw)
     if request.is_mit and not carries_card_data(request):
-        return 202, accept(request)
-    # customer-initiated, or an MIT carrying card data (card numbers allowed), which is
-    # submitted in the request so that a card number or CVV never waits in a queue
-    return 200, submit(request, source="api")
+        status, body = 202, accept(request)
+    else:
+        # customer-initiated, or an MIT carrying card data (card numbers allowed), which is
+        # submitted in the request so that a card number or CVV never waits in a queue
+        status, body = 200, submit(request, source="api")
+    if request.warnings:  # what the seed wants and the sandbox does not enforce: improve, not refused
+        body = {**body, "warnings": [w.as_dict() for w in request.warnings]}
+    return status, body
 
 
 MAX_MESSAGE_BYTES = 256 * 1024  # SQS's own limit

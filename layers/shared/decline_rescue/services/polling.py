@@ -13,8 +13,11 @@ One run (``poll_orders``, on a schedule):
 5. closes as EXPIRED an order still pending after its ``expiryDateUtc`` (or, without one,
    ``PENDING_MAX_HOURS`` after creation) plus ``EXPIRY_GRACE_SECONDS``, after a final check;
 6. reconciles orders claimed ``RECEIVED`` whose submitting request died before recording
-   FlexFactor's answer: finds FlexFactor's order by reference number in ``GET /v1/orders``,
-   or, after ``ABANDON_AFTER_SECONDS`` with none there, closes the claim NOT_SUBMITTED;
+   FlexFactor's answer: finds FlexFactor's order by reference number in ``GET /v1/orders``;
+   after ``ABANDON_AFTER_SECONDS`` with none there, cancels it by the merchant's orderId
+   (``external-cancel``, so a customer is never charged for an order we think was not
+   submitted): FlexFactor has none (404) -> NOT_SUBMITTED; it had one and cancelled it ->
+   CANCELLED; it refused (the order moved on) -> looked at again on the next run;
 7. sends a merchant-initiated decline still ``QUEUED`` after ``QUEUED_RESEND_SECONDS`` to
    the declines queue again (its first send failed, or its message was lost; the
    consumer is idempotent on the decline's key, so a second copy costs nothing).
@@ -172,7 +175,7 @@ class Poller:
             "from": iso(created - timedelta(minutes=5)),
             "to": iso(created + timedelta(minutes=15)),
             "pageSize": 100,
-            "orderBy": "orderPlacedDate",
+            "orderBy": "createdOn",  # the sandbox's sort keys: createdOn, amount
             "sort": "asc",
         }
         for page in range(1, 11):
@@ -194,11 +197,31 @@ class Poller:
             if not answer.get("hasNextPage"):
                 break
         if (self.now - created).total_seconds() >= self.cfg.abandon_after_seconds:
+            return self._abandon(item)
+        return Plan([], self.next_poll(item), "claim_waiting")
+
+    def _abandon(self, item: dict[str, Any]) -> Plan:
+        """A claim FlexFactor's list never showed: cancel it by our orderId first, so that an
+        order FlexFactor did create (its answer lost) can never charge the customer."""
+        cancelled = wiring.flexfactor().external_cancel(external_order_id=item["orderId"])
+        if cancelled is None:
             reason = {
                 "rule": "abandoned",
                 "detail": "the submitting request ended before FlexFactor answered, and FlexFactor has no such order",
             }
             return Plan([self._update(item, status=st.NOT_SUBMITTED, reason=reason)], outcome="abandoned")
+        if cancelled.ok:
+            reason = {
+                "rule": "abandoned_cancelled",
+                "detail": "the submitting request ended before FlexFactor answered; FlexFactor had the order "
+                "and cancelled it by our orderId (external-cancel)",
+            }
+            update = self._update(item, status=st.CANCELLED, reason=reason, providerStatus="external-cancel")
+            return Plan([update], outcome="abandoned_cancelled")
+        logger.warning(
+            "external-cancel of an abandoned claim refused",
+            extra={"orderId": item["orderId"], "http": cancelled.http_status, "why": cancelled.message[:200]},
+        )
         return Plan([], self.next_poll(item), "claim_waiting")
 
     # -- the run --------------------------------------------------------------------

@@ -6,8 +6,10 @@ chargebacks, the reconciliation of abandoned claims.
 
 - An update equal to the current status is a duplicate, one that goes backwards is stale:
   both are recorded in the order's history as notes and not applied.
-- A refund or a chargeback is an event on the order, recorded once (by its key; one refund
-  per order, whoever saw it first).
+- A refund or a chargeback is an event on the order, recorded once (by its key). A refund
+  FlexFactor tells us about (webhook, poll) is recorded once per order, whoever saw it
+  first, and not at all when we made refunds ourselves (``record_refund``: each of ours is
+  recorded with its amount, under its own key ``REFUNDED#api:<refundId>``).
 - An update signed by FlexFactor but about another FlexFactor order than ours, or one that
   carries no status, only makes the order due for a poll.
 - Every write is conditional on the version read; a conflict re-reads and decides again.
@@ -215,6 +217,7 @@ def _decide_and_write(
             # whoever saw it first (a poll sees "Returned", a webhook "order.refunded");
             # chargebacks are told apart by their webhook's key
             once = update.event == st.REFUNDED and any(str(k).startswith(st.REFUNDED) for k in seen)
+            # (a webhook's "order.refunded" for one of our own refunds is the same refund)
             if key in seen or once:
                 note("duplicate")
                 return Outcome(Result.DUPLICATE, current)
@@ -249,6 +252,62 @@ def _decide_and_write(
         return Outcome(Result.APPLIED, status, written)
     except OrderConflict:
         raise _Reread() from None
+
+
+REFUND_KEY_PREFIX = f"{st.REFUNDED}#api:"
+
+
+def _recorded(table, order_id: str, refund_id: str, fallback: dict[str, Any]) -> dict[str, Any]:
+    record = table.refund_record(order_id, refund_id) or {}
+    return record.get("answer") if isinstance(record.get("answer"), dict) else fallback
+
+
+def record_refund(
+    order_id: str, *, refund_id: str, amount: int, answer: dict[str, Any]
+) -> tuple[Outcome, dict[str, Any]]:
+    """Record a refund we made (FlexFactor said yes): the order's ``refundedAmount`` grows
+    and its ``refundHeld`` shrinks by ``amount``, the held refund is marked done with its
+    ``answer`` (plus ``refundedAmount``), and an ``OrderRefunded`` change is written, in
+    one transaction; once per ``refund_id`` (a repeat is a duplicate). Returns the outcome
+    and the answer as recorded."""
+    from decline_rescue.infra.orders_store import KEEP, OrderConflict, ReservationRefused
+
+    table = wiring.orders()
+    event_key = f"{REFUND_KEY_PREFIX}{refund_id}"
+    for attempt in range(MAX_CONFLICTS):
+        state = table.get_state(order_id)
+        if state is None:
+            raise UpdateConflict(f"order {order_id} vanished while being refunded")
+        current = str(state["status"])
+        if event_key in (state.get("eventKeys") or []):
+            return Outcome(Result.DUPLICATE, current), _recorded(table, order_id, refund_id, answer)
+        refunded = int(state.get("refundedAmount") or 0) + amount
+        held = max(0, int(state.get("refundHeld") or 0) - amount)
+        facts = {
+            "refundId": refund_id,
+            "amount": amount,
+            "currency": state.get("currency"),
+            "refundedAmount": refunded,
+        }
+        version = int(state["version"]) + 1
+        change = Change(order_id, current, current, version, "refund", iso(), event=st.REFUNDED, refund=facts)
+        recorded = {**answer, "refundedAmount": refunded}
+        try:
+            written = table.commit(
+                change,
+                fields={"refundedAmount": refunded, "refundHeld": held},
+                next_poll_at=KEEP,
+                event_key=event_key,
+                also_write=[table.refund_done_item(order_id, refund_id, recorded)],
+            )
+        except OrderConflict:
+            time.sleep(0.05 * attempt)
+            continue
+        except ReservationRefused:  # the refund is not held any more: another request recorded it
+            return Outcome(Result.DUPLICATE, current), _recorded(table, order_id, refund_id, answer)
+        metrics.add_metric(name=m.ORDER_REFUNDED, unit="Count", value=1)
+        return Outcome(Result.EVENT, current, written), recorded
+    raise UpdateConflict(f"order {order_id} kept changing while its refund was recorded")
 
 
 def request_poll(order_id: str) -> None:

@@ -161,10 +161,43 @@ CURRENCIES = frozenset(
     ]
 )
 
-# ISO 4217 minor units where they are not 2 (amounts are in the currency's minor unit).
+# ISO 4217 minor units (the exponent) where they are not 2: amounts are integers in the
+# currency's minor unit (JPY 1500 is 1500 yen; KWD 1500 is 1.500 dinar; USD 1500 is 15.00).
+# Source: the ISO 4217 list (SIX, "List one"), fund codes (UYI, UYW, CLF) included.
 ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
 )
+THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
+FOUR_DECIMAL = frozenset(["CLF", "UYW"])
+MINOR_UNITS = {
+    **{code: 0 for code in ZERO_DECIMAL},
+    **{code: 3 for code in THREE_DECIMAL},
+    **{code: 4 for code in FOUR_DECIMAL},
+}
+
+
+def exponent(currency: str) -> int:
+    """The ISO 4217 exponent of a currency (digits after the decimal point): 2 unless listed."""
+    return MINOR_UNITS.get(currency.upper(), 2)
+
 
 COUNTRIES = frozenset(
     [

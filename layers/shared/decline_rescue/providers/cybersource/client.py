@@ -61,7 +61,7 @@ class VerifiedCaptureContext:
 
     @property
     def key_id(self) -> str:
-        """The one-time encryption key's id (the ``kid`` a browser puts in its JWE)."""
+        """The one-time encryption key's id (the ``kid`` the card-entry client puts in its JWE)."""
         return str(self.encryption_key["kid"])
 
 

@@ -6,16 +6,29 @@
 - ``POST /v1/evaluate`` with bounded retries on timeouts, 5xx and 409 (an idempotent
   request still in progress), always with the same body, so the same idempotencyKey:
   a retry never creates a second rescue.
-- A provider 400 (``errors: {"Field": ["message"]}``) becomes ``ProviderValidationFailed``
-  naming each field in the request's own spelling.
-- Orders: ``GET /v1/orders/{id}``, the paged ``GET /v1/orders`` list, ``POST /v1/capture``
-  and ``POST /v1/orders/{id}/cancel``. Captures and cancels carry an idempotencyKey, so a
-  retry after a timeout is safe; their 409 means "not in a state for this", not "retry".
+- A provider 400 becomes ``ProviderValidationFailed`` naming each field in the request's
+  own spelling, whichever of the three shapes FlexFactor answers (PROVIDERS.md, "What
+  real FlexFactor traffic shows"): the flat ``{"TraceId": [..], "OrderId": ["..."]}``,
+  the older ``{"status": "400", "errors": {..}}`` and ProblemDetails ``{type, title,
+  status, traceId, errors: {..}}`` (``TraceId`` is kept for the log, never a field).
+- Bad app credentials answer **400** from the token endpoint (not 401): both are an
+  authentication failure; the secret is re-read once, then ``ProviderAuthError`` (502)
+  names FlexFactor's credentials. ``result``, ``status``, ``statusCode`` may be null.
+- Orders: ``GET /v1/orders/{id}``, the paged ``GET /v1/orders`` list, ``POST /v1/capture``,
+  ``POST /v1/orders/{id}/cancel``, ``POST /v1/orders/{externalOrderId}/external-cancel``
+  (by the merchant's orderId: the way out when /evaluate timed out before an
+  orderSessionKey came back) and ``POST /v1/orders/{id}/refund``. Captures and cancels
+  carry an idempotencyKey, so a retry after a timeout is safe; their 409 means "not in a
+  state for this", not "retry". FlexFactor answers a failed capture or refund with HTTP
+  **200** and ``status: "FAILED"`` (``success: false``; a refund's ``responseCode``,
+  ``responseMessage`` and ``errors: [{item1..item4}]``): that is a failure, read as one;
+  a cancel's success is ``200 {}``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +49,8 @@ PROVIDER = "flexfactor"
 TOKEN_PATH = "/v1/oauth2/token"
 EVALUATE_STATUSES = frozenset({"APPROVED", "DECLINED", "CHALLENGE", "CAPTUREREQUIRED", "SUBMITTED"})
 REFRESH_MARGIN_SECONDS = 30
+# the sandbox answers bad credentials with 400 (PROVIDERS.md); the docs say 401
+CREDENTIALS_REFUSED = frozenset({400, 401, 403})
 
 
 @dataclass(frozen=True)
@@ -90,13 +105,16 @@ class FlexFactorClient:
                 TOKEN_PATH,
                 lambda body=body: Prepared({"Content-Type": "application/json", "Accept": "application/json"}, body),
             )
-            if response.status_code != 401:
+            if response.status_code not in CREDENTIALS_REFUSED:
                 break
-            logger.warning("flexfactor refused the app credentials", extra={"reread_secret": not force})
-        if response.status_code == 401:
+            logger.warning(
+                "flexfactor refused the app credentials",
+                extra={"http": response.status_code, "reread_secret": not force},
+            )
+        if response.status_code in CREDENTIALS_REFUSED:
             raise ProviderAuthError(
                 PROVIDER,
-                "FlexFactor refused the app credentials (HTTP 401): "
+                f"FlexFactor refused the app credentials (HTTP {response.status_code} from the token endpoint): "
                 "check appKey and appSecret in the FlexFactor secret",
             )
         if response.status_code != 200:
@@ -183,8 +201,31 @@ class FlexFactorClient:
         response = self._authorized("POST", path, _json({"idempotencyKey": idempotency_key}), retry_statuses=_NONE)
         return _action(response, "cancel")
 
+    def external_cancel(self, *, external_order_id: str) -> ActionAnswer | None:
+        """Cancel by the merchant's orderId (``POST /v1/orders/{externalOrderId}/external-cancel``);
+        None when FlexFactor has no order under it (404: nothing was submitted)."""
+        path = f"/v1/orders/{quote(external_order_id, safe='')}/external-cancel"
+        response = self._authorized("POST", path, b"{}", retry_statuses=_NONE)
+        if response.status_code == 404:
+            return None
+        return _action(response, "external-cancel")
+
+    def refund(self, *, order_session_key: str, amount: str, message: str | None = None) -> ActionAnswer:
+        """``POST /v1/orders/{id}/refund``; ``amount`` in the currency's major units as a
+        decimal string ("12.34", "1500" for JPY, "1.500" for KWD): written into the JSON as
+        a number exactly as given, never through a float."""
+        if not _DECIMAL.fullmatch(amount):
+            raise ValueError("amount must be a decimal string")
+        body = f'{{"amountToRefund":{amount}'
+        if message:
+            body += f',"refundMessage":{json.dumps(message)}'
+        path = f"/v1/orders/{quote(order_session_key, safe='')}/refund"
+        response = self._authorized("POST", path, (body + "}").encode(), retry_statuses=_NONE)
+        return _action(response, "refund")
+
 
 _NONE: frozenset[int] = frozenset()
+_DECIMAL = re.compile(r"\d{1,15}(?:\.\d{1,4})?")
 
 
 @dataclass(frozen=True)
@@ -225,10 +266,32 @@ def _action(response, what: str) -> ActionAnswer:
     ):
         return ActionAnswer(True, 200, "", data)
     if response.status_code in (200, 400, 404, 409, 422):
-        errors = data.get("errors")
-        detail = data.get("title") or data.get("message") or (errors if isinstance(errors, (str, list)) else "")
-        return ActionAnswer(False, response.status_code, str(detail or f"{what} failed")[:300], data)
+        return ActionAnswer(False, response.status_code, (_message(data) or f"{what} failed")[:300], data)
     raise ProviderRejected(PROVIDER, f"FlexFactor {what} failed (HTTP {response.status_code})", reason=_title(response))
+
+
+def _message(data: dict[str, Any]) -> str:
+    """What FlexFactor says went wrong, whichever shape: ``responseMessage`` (refunds), the
+    first field error of a 400 (flat, legacy or ProblemDetails), ``title``, ``message``, or
+    the first of ``errors`` as a list (``{key, error}`` or ``{item1: message, ...}``)."""
+    if isinstance(data.get("responseMessage"), str) and data["responseMessage"].strip():
+        return data["responseMessage"].strip()
+    errors = data.get("errors")
+    if not isinstance(errors, list):
+        for name, messages in validation_errors(data).items():
+            return f"{name}: {messages[0]}" if messages else name
+    for name in ("title", "message"):
+        if isinstance(data.get(name), str) and data[name].strip():
+            return data[name].strip()
+    if isinstance(errors, list):
+        for item in errors:
+            if isinstance(item, str) and item.strip():
+                return item.strip()
+            if isinstance(item, dict):
+                for name in ("error", "item1", "message", "description"):
+                    if isinstance(item.get(name), str) and item[name].strip():
+                        return item[name].strip()
+    return ""
 
 
 def _title(response) -> str:
@@ -238,14 +301,41 @@ def _title(response) -> str:
         return f"HTTP {response.status_code}"
 
 
-def _validation_problems(response) -> list[FieldProblem]:
-    try:
-        errors = response.json().get("errors") or {}
-    except (ValueError, AttributeError):
-        errors = {}
-    problems = []
+# keys of a 400 body that are not fields: ProblemDetails members and the trace id
+_NOT_FIELDS = frozenset({"type", "title", "status", "detail", "instance", "traceid", "errors", "success", "result"})
+
+
+def validation_errors(data: Any) -> dict[str, list[str]]:
+    """Field -> messages from any of FlexFactor's 400 shapes: ``{"errors": {..}}``
+    (ProblemDetails, or ``{"status": "400", "errors": {..}}``), or the flat body whose
+    own keys are the fields; ``errors`` as a list of ``{key, error}`` is read too."""
+    if not isinstance(data, dict):
+        return {}
+    errors = data.get("errors")
+    if not isinstance(errors, (dict, list)) or not errors:
+        errors = {k: v for k, v in data.items() if k.lower() not in _NOT_FIELDS and isinstance(v, list)}
+    found: dict[str, list[str]] = {}
     if isinstance(errors, dict):
         for name, messages in errors.items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                problems.append(FieldProblem(_field_name(str(name)), "provider", str(message)[:300]))
+            if str(name).lower() == "traceid":
+                continue
+            found[str(name)] = [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+    else:
+        for item in errors:
+            if isinstance(item, dict):
+                name = str(item.get("key") or item.get("field") or "body")
+                found.setdefault(name, []).append(str(item.get("error") or item.get("message") or item))
+    return found
+
+
+def _validation_problems(response) -> list[FieldProblem]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    problems = [
+        FieldProblem(_field_name(name), "provider", message[:300])
+        for name, messages in validation_errors(data).items()
+        for message in messages
+    ]
     return problems or [FieldProblem("body", "provider", _title(response))]

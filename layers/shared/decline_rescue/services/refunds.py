@@ -1,0 +1,194 @@
+"""Refunds: ``POST /orders/{orderId}/refund`` with ``{"amount"?, "reason"?, "idempotencyKey"?}``.
+
+- Only an ``APPROVED`` order (FlexFactor approved or completed it; captured, when capture
+  was required) can be refunded; ``amount`` is an integer in the currency's minor units
+  (ISO 4217 exponent: JPY 0, USD 2, KWD 3), at most what is left: the captured amount
+  (the order's amount unless a capture said less) less what was refunded and what other
+  refunds hold right now. Without ``amount``, the rest is refunded. More than is left is
+  a 409 ``REFUND_EXCEEDS_REMAINING``.
+- **Never twice.** A refund is kept under its ``idempotencyKey`` (given, or derived from
+  the order, the amount, or "the rest", and the reason: a repeat of the same request is
+  the same refund; a second partial refund of the same amount needs a key or another
+  reason). Before FlexFactor is asked, the refund is held (``OrdersTable.hold_refund``:
+  its amount counts against what is left, so concurrent refunds never exceed the
+  captured amount); FlexFactor's yes is recorded by the single writer
+  (``writer.record_refund``: ``refundedAmount``, an ``OrderRefunded`` event with the
+  amount); a repeat with the key answers the recorded refund (``replayed: true``); the
+  key with another amount or reason is a 409 ``IDEMPOTENCY_KEY_REUSED``.
+- **FlexFactor's answers.** ``amountToRefund`` is sent in major units as a decimal
+  (``12.34``; ``1500`` yen; ``1.500`` dinar). Its failure is HTTP 200 ``{success: false,
+  status: "FAILED", responseCode, responseMessage, errors: [{item1..item4}]}``: a 409
+  ``REFUND_REFUSED`` with its message and code, the hold given back. A timeout or an
+  outage leaves the refund held and answers 502/503/504: the merchant retries with the
+  same key, which asks FlexFactor again (FlexFactor never refunds an order twice for a
+  repeated call; PROVIDERS.md), never a second refund of ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from decline_rescue.domain import statuses as st
+from decline_rescue.domain.carddata import find_pans
+from decline_rescue.domain.clock import iso
+from decline_rescue.domain.data.iso import exponent
+from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest, ProviderRejected
+from decline_rescue.domain.strict_json import ORDER_ID
+from decline_rescue.runtime import metric_names as m
+from decline_rescue.runtime import settings, wiring
+from decline_rescue.runtime.deadline import within
+from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.services import writer
+from decline_rescue.services.actions import OrderStateConflict
+from decline_rescue.services.orders import OrderNotFound
+
+_NAMESPACE = uuid.UUID("0d3c6a57-9f0e-4b1f-8a5e-7c2b9e4d1f60")
+MAX_REASON = 255
+FIELDS = frozenset({"amount", "reason", "idempotencyKey"})
+MAX_TRIES = 5
+
+
+class RefundConflict(DeclineRescueError):
+    status_code = 409
+    code = "REFUND_EXCEEDS_REMAINING"
+
+
+class RefundKeyReused(DeclineRescueError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class RefundRefused(DeclineRescueError):
+    """FlexFactor said no (its HTTP 200 ``status: FAILED``)."""
+
+    status_code = 409
+    code = "REFUND_REFUSED"
+
+
+def major_units(amount: int, currency: str) -> str:
+    """Minor units as a decimal string in major units, exactly (1234 USD -> "12.34")."""
+    digits = exponent(currency)
+    if digits == 0:
+        return str(amount)
+    whole, part = divmod(amount, 10**digits)
+    return f"{whole}.{part:0{digits}d}"
+
+
+def _parse(body: Any) -> tuple[int | None, str | None, str | None]:
+    if body is None:
+        return None, None, None
+    if not isinstance(body, dict):
+        raise InvalidRequest([FieldProblem("body", "type", "must be a JSON object")])
+    problems = [
+        FieldProblem(k, "unknown", "is not a refund field (amount, reason, idempotencyKey)")
+        for k in body
+        if k not in FIELDS
+    ]
+    amount, reason, key = body.get("amount"), body.get("reason"), body.get("idempotencyKey")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0):
+        problems.append(
+            FieldProblem("amount", "type", "must be a positive integer in the currency's minor units (cents for USD)")
+        )
+    if reason is not None:
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
+            problems.append(FieldProblem("reason", "type", f"must be a string of at most {MAX_REASON} characters"))
+        elif find_pans(reason):
+            problems.append(FieldProblem("reason", "card_number_not_allowed", "holds what looks like a card number"))
+        reason = reason.strip() or None if isinstance(reason, str) else reason
+    if key is not None and (not isinstance(key, str) or not ORDER_ID.fullmatch(key) or find_pans(key)):
+        problems.append(FieldProblem("idempotencyKey", "format", "must be 1-128 letters, digits or . _ : -"))
+    if problems:
+        raise InvalidRequest(problems)
+    return amount, reason, key
+
+
+def _fingerprint(amount: int | None, reason: str | None) -> str:
+    return hashlib.sha256(f"{amount if amount is not None else 'rest'}|{reason or ''}".encode()).hexdigest()
+
+
+def refund(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str, Any]:
+    asked, reason, given_key = _parse(body)
+    table = wiring.orders()
+    fingerprint = _fingerprint(asked, reason)
+    key = given_key or str(uuid.uuid5(_NAMESPACE, f"{order_id}|{fingerprint}"))
+    for _ in range(MAX_TRIES):
+        order = table.get_state(order_id)
+        if order is None:
+            raise OrderNotFound("no order with this orderId")
+        record = table.refund_record(order_id, key)
+        if record is not None:
+            if record.get("fingerprint") != fingerprint:
+                raise RefundKeyReused("this idempotencyKey was used for a refund with another amount or reason")
+            if record.get("refundState") == "DONE":
+                return {**record["answer"], "replayed": True}
+            amount = int(record["amount"])  # held by an earlier attempt: FlexFactor is asked again
+            break
+        if order["status"] != st.APPROVED:
+            raise OrderStateConflict(
+                f"only an APPROVED (captured) order can be refunded; this one is {order['status']}"
+            )
+        if not order.get("orderSessionKey"):  # approved, but not bound to FlexFactor's order yet
+            raise OrderStateConflict("the order is not bound to FlexFactor's order yet: try again after the next poll")
+        captured = int(order.get("capturedAmount") or order["amount"])
+        refunded, held = int(order.get("refundedAmount") or 0), int(order.get("refundHeld") or 0)
+        left = captured - refunded - held
+        amount = asked if asked is not None else left
+        if amount <= 0 or amount > left:
+            detail = f" ({held} held by a refund in progress)" if held else ""
+            raise RefundConflict(
+                f"{amount if asked is not None else 'the rest'} exceeds what is left to refund: {left} of the "
+                f"captured {captured} {order['currency']} minor units, {refunded} refunded{detail}"
+            )
+        hold = {"amount": amount, "fingerprint": fingerprint, "reason": reason, "heldAt": iso()}
+        result = table.hold_refund(
+            order_id, key, hold, version=int(order["version"]), status=st.APPROVED, held=held, amount=amount
+        )
+        if result == "held":
+            break
+        # "exists": another request holds this key (read it); "changed": the order moved on
+    else:
+        raise writer.UpdateConflict(f"order {order_id} kept changing while a refund was asked")
+    return _ask(order, key, amount, reason, lambda_context=lambda_context)
+
+
+def _ask(order: dict[str, Any], key: str, amount: int, reason: str | None, *, lambda_context: Any) -> dict[str, Any]:
+    order_id, currency = order["orderId"], str(order["currency"])
+    try:
+        with within(settings.flexfactor().calls.budget_seconds, lambda_context=lambda_context):
+            answer = wiring.flexfactor().refund(
+                order_session_key=str(order["orderSessionKey"]), amount=major_units(amount, currency), message=reason
+            )
+    except DeclineRescueError:
+        # we do not know whether FlexFactor refunded: the hold stays, a retry with the key asks again
+        metrics.add_metric(name=m.ORDER_REFUND_UNCERTAIN, unit="Count", value=1)
+        logger.warning("refund outcome unknown: held for a retry", extra={"orderId": order_id, "refundId": key})
+        raise
+    if not answer.ok:
+        _release(order_id, key, amount)
+        metrics.add_metric(name=m.ORDER_REFUND_REFUSED, unit="Count", value=1)
+        code = str(answer.raw.get("responseCode") or "") or None
+        logger.warning("refund refused by FlexFactor", extra={"orderId": order_id, "http": answer.http_status})
+        if answer.http_status in (200, 409, 422):
+            raise RefundRefused(f"FlexFactor refused the refund: {answer.message}", reason=code)
+        raise ProviderRejected("flexfactor", f"FlexFactor refused the refund request: {answer.message}", reason=code)
+    result = {
+        "orderId": order_id,
+        "refundId": key,
+        "status": "REFUNDED",
+        "amount": amount,
+        "currency": currency,
+        "providerTransactionId": answer.raw.get("transactionId"),
+    }
+    outcome, recorded = writer.record_refund(order_id, refund_id=key, amount=amount, answer=result)
+    return {**recorded, "result": str(outcome.result)}
+
+
+def _release(order_id: str, key: str, amount: int) -> None:
+    table = wiring.orders()
+    for _ in range(MAX_TRIES):
+        state = table.get_state(order_id) or {}
+        if table.release_refund(order_id, key, held=int(state.get("refundHeld") or 0), amount=amount):
+            return
+    logger.error("refund hold not released", extra={"orderId": order_id, "refundId": key})

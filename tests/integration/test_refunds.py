@@ -1,0 +1,205 @@
+"""POST /orders/{orderId}/refund through API Gateway events, against moto server and the
+FlexFactor emulator over HTTP: full, partial, over-refund, repeats, key reuse, FlexFactor's
+own failure shape, an outage (the refund held for a retry), and what the bus is told."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from decline_rescue.runtime import wiring
+from decline_rescue.services.refunds import major_units
+from tests.conftest import api_event, invoke
+from tests.integration.test_declines import EVALUATE, cit, get_order
+from tests.integration.test_declines import post as post_decline
+from tests.integration.test_order_updates import bus_events, sqs  # noqa: F401 (fixtures)
+
+ORDERS = "OrdersApiFunction"
+
+
+def call(function_env, order_id: str, action: str, body=None) -> tuple[int, dict]:
+    module, _ = function_env(ORDERS)
+    event = api_event(f"orders_api/post_{action}.json", body)
+    if body is None:
+        event["body"] = None
+    event["path"], event["pathParameters"] = f"/orders/{order_id}/{action}", {"orderId": order_id}
+    result = invoke(module, event, name=ORDERS)
+    return result["statusCode"], json.loads(result["body"])
+
+
+def refund(function_env, order_id: str, body=None) -> tuple[int, dict]:
+    return call(function_env, order_id, "refund", body)
+
+
+def approved_order(function_env, amount: int = 1999, captured: int | None = None) -> str:
+    """A customer-initiated decline FlexFactor answers CAPTUREREQUIRED, captured."""
+    evaluate, _ = function_env(EVALUATE)
+    body = cit(transactionType="AUTHORIZATION")
+    body["transaction"]["amount"] = amount
+    code, answer = post_decline(evaluate, body)
+    assert (code, answer["status"]) == (200, "CAPTUREREQUIRED"), answer
+    code, answer = call(function_env, body["orderId"], "capture", {"amount": captured or amount})
+    assert (code, answer["status"]) == (200, "APPROVED"), answer
+    return body["orderId"]
+
+
+def order_of(function_env, order_id: str) -> dict:
+    code, order = get_order(function_env, order_id)
+    assert code == 200
+    return order
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [(1234, "USD", "12.34"), (5, "USD", "0.05"), (1500, "JPY", "1500"), (1500, "KWD", "1.500"), (7, "BHD", "0.007")],
+)
+def test_amounts_go_to_flexfactor_in_major_units_by_the_currency_exponent(amount, currency, text):
+    assert major_units(amount, currency) == text
+
+
+def test_a_full_refund_without_an_amount_refunds_what_was_captured(function_env, bus_events):  # noqa: F811
+    # Given an approved order captured for 1500 of its 1999
+    order_id = approved_order(function_env, captured=1500)
+
+    # When the merchant refunds it without saying how much
+    code, answer = refund(function_env, order_id, {"reason": "customer asked"})
+
+    # Then the captured amount is refunded, the order says so, and the bus is told once
+    assert code == 200, answer
+    assert (answer["amount"], answer["refundedAmount"], answer["currency"]) == (1500, 1500, "USD")
+    order = order_of(function_env, order_id)
+    assert (order["status"], order["refundedAmount"], order.get("refundHeld", 0)) == ("APPROVED", 1500, 0)
+    refunds = [e["detail"] for e in bus_events(order_id) if e["detail-type"] == "OrderRefunded"]
+    assert [(d["refund"]["amount"], d["refund"]["refundedAmount"], d["status"]) for d in refunds] == [
+        (1500, 1500, "APPROVED")
+    ]
+    # and nothing is left
+    code, answer = refund(function_env, order_id, {"amount": 1})
+    assert (code, answer["error"]["code"]) == (409, "REFUND_EXCEEDS_REMAINING")
+
+
+def test_partial_refunds_add_up_and_an_over_refund_is_409(function_env):
+    order_id = approved_order(function_env)
+    assert refund(function_env, order_id, {"amount": 500})[0] == 200
+    code, answer = refund(function_env, order_id, {"amount": 700, "reason": "second item"})
+    assert (code, answer["refundedAmount"]) == (200, 1200)
+
+    code, answer = refund(function_env, order_id, {"amount": 800})  # 799 left
+    assert (code, answer["error"]["code"]) == (409, "REFUND_EXCEEDS_REMAINING")
+    assert "799" in answer["error"]["message"]
+    assert order_of(function_env, order_id)["refundedAmount"] == 1200
+
+    code, answer = refund(function_env, order_id, {"amount": 799})
+    assert (code, answer["refundedAmount"]) == (200, 1999)
+
+
+def test_a_repeat_is_the_same_refund_and_a_reused_key_is_409(function_env, bus_events):  # noqa: F811
+    order_id = approved_order(function_env)
+    first = refund(function_env, order_id, {"amount": 300, "idempotencyKey": "rf-1"})
+    again = refund(function_env, order_id, {"amount": 300, "idempotencyKey": "rf-1"})
+    assert first[0] == again[0] == 200
+    assert again[1]["replayed"] is True and again[1]["refundId"] == first[1]["refundId"] == "rf-1"
+    assert order_of(function_env, order_id)["refundedAmount"] == 300
+
+    # a repeat without a key is the same refund too (same amount and reason)
+    assert refund(function_env, order_id, {"amount": 200})[0] == 200
+    code, answer = refund(function_env, order_id, {"amount": 200})
+    assert (code, answer["replayed"]) == (200, True)
+    assert order_of(function_env, order_id)["refundedAmount"] == 500
+
+    code, answer = refund(function_env, order_id, {"amount": 400, "idempotencyKey": "rf-1"})
+    assert (code, answer["error"]["code"]) == (409, "IDEMPOTENCY_KEY_REUSED")
+    assert len([e for e in bus_events(order_id) if e["detail-type"] == "OrderRefunded"]) == 2
+
+
+def test_flexfactors_failure_shape_is_a_409_with_its_message_and_the_hold_given_back(function_env):
+    # Given an order FlexFactor has already refunded in full out of band (its portal)
+    order_id = approved_order(function_env)
+    key = order_of(function_env, order_id)["orderSessionKey"]
+    assert wiring.flexfactor().refund(order_session_key=key, amount="19.99").ok
+
+    # When the merchant refunds it through us
+    code, answer = refund(function_env, order_id, {"amount": 1000})
+
+    # Then FlexFactor's HTTP 200 FAILED is a 409 with its message and code, nothing recorded
+    assert code == 409, answer
+    assert answer["error"]["code"] == "REFUND_REFUSED"
+    assert "greater than maximum refund amount" in answer["error"]["message"]
+    assert answer["error"]["reason"] == "2001"
+    order = order_of(function_env, order_id)
+    assert (order.get("refundedAmount", 0), order.get("refundHeld", 0)) == (0, 0)
+
+
+def test_an_outage_keeps_the_refund_held_and_a_retry_with_the_key_finishes_it(function_env, flexfactor_url):
+    order_id = approved_order(function_env)
+    fault = {"endpoint": "refund", "faults": [{"status": 503}] * 5}
+    httpx.post(flexfactor_url + "/__emulator/faults", json=fault).raise_for_status()
+
+    code, answer = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "out-1"})
+    assert code in (502, 503), answer
+    order = order_of(function_env, order_id)
+    assert (order.get("refundedAmount", 0), order["refundHeld"]) == (0, 900)
+    # the held amount counts: only 1099 can be refunded meanwhile
+    assert refund(function_env, order_id, {"amount": 1100})[0] == 409
+
+    httpx.delete(flexfactor_url + "/__emulator/faults")
+    code, answer = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "out-1"})
+    assert (code, answer["refundedAmount"]) == (200, 900)
+    order = order_of(function_env, order_id)
+    assert (order["refundedAmount"], order["refundHeld"]) == (900, 0)
+
+
+def test_concurrent_refunds_never_exceed_the_captured_amount(function_env):
+    order_id = approved_order(function_env)
+    results: list[tuple[int, dict]] = []
+
+    def one(i: int) -> None:
+        results.append(refund(function_env, order_id, {"amount": 800, "idempotencyKey": f"c-{i}"}))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [r for r in results if r[0] == 200]
+    assert len(ok) == 2, results  # 2 x 800 <= 1999 < 3 x 800
+    assert all(r[0] == 409 for r in results if r[0] != 200)
+    assert order_of(function_env, order_id)["refundedAmount"] == 1600
+
+
+def test_only_an_approved_order_is_refunded(function_env):
+    evaluate, _ = function_env(EVALUATE)
+    body = cit(transactionType="AUTHORIZATION")
+    assert post_decline(evaluate, body)[1]["status"] == "CAPTUREREQUIRED"
+    code, answer = refund(function_env, body["orderId"], {"amount": 100})
+    assert (code, answer["error"]["code"]) == (409, "ORDER_STATE_CONFLICT")
+    assert "CAPTUREREQUIRED" in answer["error"]["message"]
+    code, answer = refund(function_env, f"nope-{uuid.uuid4().hex[:8]}", {"amount": 100})
+    assert code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({"amount": "10.00"}, "amount", "type"),
+        ({"amount": 12.5}, "amount", "type"),
+        ({"amount": 0}, "amount", "type"),
+        ({"amount": True}, "amount", "type"),
+        ({"amount": 100, "note": "x"}, "note", "unknown"),
+        ({"reason": "card 4111 1111 1111 1111"}, "reason", "card_number_not_allowed"),
+        ({"reason": 5}, "reason", "type"),
+        ({"idempotencyKey": "has space"}, "idempotencyKey", "format"),
+        ([100], "body", "type"),
+    ],
+)
+def test_bad_refund_bodies_are_400_naming_the_field(function_env, body, field, rule):
+    order_id = approved_order(function_env)
+    code, answer = refund(function_env, order_id, body)
+    assert code == 400, answer
+    assert (field, rule) in {(d["field"], d["rule"]) for d in answer["error"]["details"]}
+    assert "4111" not in json.dumps(answer)
+    assert order_of(function_env, order_id).get("refundedAmount", 0) == 0
