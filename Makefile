@@ -3,6 +3,7 @@
 #   make test    - lint (ruff, sam validate --lint), the test suite, sam build
 #   make local   - the local stack in the foreground until Ctrl-C
 #   make chaos   - the local stack on its worst day, then an audit (ARGS="--orders 300 --kill 0.05 ...")
+#   make deploy-check - what deploying dev and prod into one account would hit (names, lint, build, layer); no account needed
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,16 +12,16 @@ SDK_VENV := .venv-sdk
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint pytest unit build validate local bench chaos clean
+.PHONY: help venv demo test lint pytest unit build validate local bench chaos clean deploy-check
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt
+$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
 	@touch $@
 
 # The official Cybersource SDK lives in its own virtualenv: it replaces urllib3 in
@@ -42,6 +43,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/sam validate --lint
+	$(BIN)/cfn-lint -c I -- template.yaml
 
 # pytest's exit code 5 (no tests collected) is a failure here, never a pass.
 pytest: $(BIN)/.installed $(SDK_VENV)/.installed
@@ -60,11 +62,22 @@ build: $(BIN)/.installed
 	    if [ -n "$$CI" ]; then echo "sam build needs python3.13 on PATH"; exit 1; fi; \
 	    echo "WARNING: sam build skipped: it needs python3.13 on PATH (the functions' runtime)"; exit 0; \
 	  fi; \
-	  $(BIN)/sam build --parallel --cached
+	  $(BIN)/sam build --parallel --cached || exit 1; \
+	  if ! $(BIN)/python -m devstack.deploy_check --layer-pins; then \
+	    echo "the cached SharedLayer is off constraints.txt's pins (sam's cache does not see that file): building it again"; \
+	    rm -rf .aws-sam/cache && $(BIN)/sam build --parallel --cached && $(BIN)/python -m devstack.deploy_check --layer-pins; \
+	  fi
 
 validate: lint
 
 test: lint pytest build
+
+# Translates the template for two stack names in one region (no two resources may claim
+# one physical name), runs sam validate --lint and sam build (python3.13 required here),
+# and verifies the built layer: arm64 only, .pyc for every module, constraints.txt's
+# pins, under Lambda's 250 MB unzipped.
+deploy-check: $(BIN)/.installed
+	$(BIN)/python -m devstack.deploy_check $(ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench

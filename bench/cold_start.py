@@ -7,8 +7,22 @@ with the function's code directory and the layer's ``python`` directory first on
 harness's moto server and emulators, with the environment the template gives the
 function. The time is wall time in this process from spawning the child to reading the
 line it prints once the handler has returned. The floor is measured the same way: a
-handler that imports boto3, creates one SQS client and returns. Function and floor runs
-alternate, in a different order each round, so drift hits both.
+handler that imports boto3 (the runtime's, with its bytecode), creates one SQS client and
+returns.
+
+Each function is measured with two copies of the layer, as Lambda would load them from
+its read-only /opt (children run with ``-B``: nothing is ever written):
+
+- **with .pyc**: every module compiled beforehand into ``__pycache__`` as unchecked-hash
+  .pyc (``compileall --invalidation-mode unchecked-hash``, what layers/shared/Makefile
+  does with python3.13 for the layer that is deployed), by this interpreter;
+- **without .pyc**: the same files and an empty bytecode cache, so every import compiles
+  its module from source on every cold start (a layer built without bytecode, as
+  ``sam build``'s python builder made it).
+
+The function code (functions/<name>/) has no .pyc in either, as deployed. Both variants
+and the floor alternate, in a different order each round, so drift hits all three; each
+is a ratio to the same floor.
 
 Also reported: each function's import-time profile (``python -X importtime`` of one more
 first event, grouped by top-level package, with the requests that event sent) and the
@@ -19,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import filecmp
 import io
 import json
@@ -307,7 +322,7 @@ def layout(scratch: Path) -> Layout:
                 {lid: build / lid for lid in FUNCTIONS},
                 [built_layer, runtime],
                 "code from the built artifacts (.aws-sam/build/<LogicalId>/ + .aws-sam/build/SharedLayer/python/, "
-                "boto3 as the runtime's)",
+                "the floor's boto3 as the runtime's; `python -I -S -B`)",
                 stale=False,
             )
         reason = (
@@ -322,18 +337,69 @@ def layout(scratch: Path) -> Layout:
         {lid: ROOT / "functions" / d for lid, (d, _) in FUNCTIONS.items()},
         [ROOT / "layers" / "shared", layer_deps, runtime],
         "code from the source tree (functions/<name>/ + layers/shared/) and the layer's requirements "
-        "as installed in the virtualenv (only their closure on `sys.path`, boto3 as the runtime's; "
-        f"`python -I -S`): {reason}",
+        "as installed in the virtualenv (only their closure on `sys.path`, boto3 and botocore the layer's "
+        f"as deployed; `python -I -S -B`): {reason}",
         stale=stale,
     )
+
+
+# -- with and without bytecode ------------------------------------------------------------
+
+WITH_PYC = "with .pyc"
+WITHOUT_PYC = "without .pyc"
+
+
+def _copy_without_bytecode(source: Path, target: Path) -> None:
+    """A file or directory tree (symlinks followed), minus any bytecode."""
+    if source.is_dir():
+        shutil.copytree(source.resolve(), target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    elif not source.name.endswith((".pyc", ".pyo")):
+        shutil.copy2(source.resolve(), target)
+
+
+def bytecode_variants(scratch: Path, code: Layout) -> dict[str, Layout]:
+    """Two copies of the layer's ``python`` directory (decline_rescue and its dependencies,
+    boto3 and botocore included), one compiled as the layer's build compiles it
+    (unchecked-hash .pyc) and one with no bytecode at all, and one copy of the functions'
+    code (no bytecode, as deployed). The runtime's boto3 (the floor's) stays as it is."""
+    *layer_sources, runtime = code.layer_path
+    base = scratch / "variants"
+    if base.exists():
+        shutil.rmtree(base)
+    bare = base / "without-pyc" / "python"
+    bare.mkdir(parents=True)
+    for source in layer_sources:
+        entries = [source / "decline_rescue"] if source == ROOT / "layers" / "shared" else sorted(source.iterdir())
+        for entry in entries:
+            if entry.name != "__pycache__" and not (bare / entry.name).exists():
+                _copy_without_bytecode(entry, bare / entry.name)
+    compiled = base / "with-pyc" / "python"
+    shutil.copytree(bare, compiled, symlinks=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(compiled)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    functions = base / "functions"
+    code_dirs = {}
+    for logical_id, directory in code.code_dirs.items():
+        _copy_without_bytecode(directory, functions / logical_id)
+        code_dirs[logical_id] = functions / logical_id
+    pycs = sum(1 for _ in compiled.rglob("*.pyc"))
+    return {
+        WITH_PYC: Layout(code.kind, code_dirs, [compiled, runtime], f"{pycs} modules compiled (unchecked-hash)"),
+        WITHOUT_PYC: Layout(code.kind, code_dirs, [bare, runtime], "no bytecode: every import compiles"),
+    }
 
 
 # -- one child ----------------------------------------------------------------------------
 
 
 def _child_env(env: dict[str, str]) -> dict[str, str]:
-    # only what Lambda sets (no PYTHONPATH, no PYTHONDONTWRITEBYTECODE): the child's
-    # imports are the handler's own
+    # only what Lambda sets (no PYTHONPATH): the child's imports are the handler's own.
+    # Nothing is written either (`-B`, as PYTHONDONTWRITEBYTECODE would, which `-I`
+    # ignores): Lambda's /var/task and /opt are read-only, so a cold start only has the
+    # bytecode the package shipped.
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC", **env}
 
 
@@ -346,6 +412,7 @@ def spawn(scratch: Path, subject: Subject, layer_path: list[Path], *, importtime
         sys.executable,
         "-I",  # no user site, no script directory, no PYTHON* variables
         "-S",  # no site-packages: sys.path is what the bootstrap puts there, as on Lambda
+        "-B",  # no bytecode written: /opt and /var/task are read-only on Lambda
         *(["-X", "importtime"] if importtime else []),
         str(scratch / "bootstrap.py"),
         str(subject.code_dir),
@@ -494,8 +561,16 @@ def subjects(harness: Harness, code: Layout, runs: int) -> list[Subject]:
         out["body"] = body
         return out
 
+    polled: list[str] = []
+
     def poll() -> dict[str, Any]:
-        orders.set_next_poll(next(for_polls)["orderId"], datetime.now(UTC) - timedelta(seconds=1))
+        # the order polled last is put off for the rest of the run (the poller backs it off
+        # by minutes only, and a run is longer): this tick finds exactly one order due
+        while polled:
+            orders.set_next_poll(polled.pop(), datetime.now(UTC) + timedelta(days=1))
+        order_id = next(for_polls)["orderId"]
+        orders.set_next_poll(order_id, datetime.now(UTC) - timedelta(seconds=1))
+        polled.append(order_id)
         return event("poll_orders/scheduled.json")
 
     def update() -> dict[str, Any]:
@@ -629,8 +704,8 @@ def sizes_section(code: Layout) -> str:
     lines += [
         "`.aws-sam/build` (`make build`: python3.13, arm64), unzipped"
         + (", built from an older source than the one measured (run `make build`)" if code.stale else "")
-        + ". The layer holds the dependencies (a function holds only its handler); Lambda's "
-        "python3.13 runtime adds boto3.",
+        + ". The layer holds the dependencies, boto3 and botocore included (pinned by constraints.txt), "
+        "and every module's unchecked-hash .pyc (a function holds only its handler).",
         "",
         "| artifact | size |",
         "| --- | --- |",
@@ -658,6 +733,10 @@ def _parts(subject: Subject) -> str:
     return f"import {imports:.0f} ms + first event {handler:.0f} ms"
 
 
+def _median_ms(subject: Subject, part: str) -> float:
+    return statistics.median(getattr(s, part) for s in subject.samples) * 1000
+
+
 def run(env: BenchEnv) -> list[Row]:
     runs = env.n(15, 3)
     scratch = env.scratch / "cold_start"
@@ -667,7 +746,12 @@ def run(env: BenchEnv) -> list[Row]:
     floor_dir.mkdir(exist_ok=True)
     (floor_dir / "app.py").write_text(FLOOR_HANDLER)
     code = layout(scratch)
-    env.notes.append(f"cold start: {code.note}.")
+    variants = bytecode_variants(scratch, code)
+    env.notes.append(
+        f"cold start: {code.note}. Each function twice, its layer {WITH_PYC} ({variants[WITH_PYC].note}, as "
+        f"layers/shared/Makefile ships it) and {WITHOUT_PYC} (an empty bytecode cache, nothing written: "
+        "a layer without bytecode on Lambda's read-only /opt), against the same floor in the same rounds."
+    )
 
     with Harness() as harness:
         port = {
@@ -678,9 +762,9 @@ def run(env: BenchEnv) -> list[Row]:
             port[harness.flexfactor_url]: "FlexFactor",
             port[harness.cybersource_url]: "Cybersource",
         }
-        # each subject serves runs + 2 first events: one warm-up (writes the bytecode
-        # caches, as a deployed package would ship them) and one profile
-        targets = subjects(harness, code, runs + 2)
+        # each function serves 2 * runs + 3 first events: a warm-up per variant (the page
+        # cache; no bytecode is written), the runs of both variants, and one profile
+        targets = subjects(harness, variants[WITH_PYC], 2 * runs + 3)
         floor_spec = harness.stack.functions[FLOOR_ENV_OF]
         floor = Subject(
             FLOOR,
@@ -691,47 +775,93 @@ def run(env: BenchEnv) -> list[Row]:
             lambda: event("poll_orders/scheduled.json"),
             lambda answer: None,
         )
-        for subject in [floor, *targets]:
-            spawn(scratch, subject, code.layer_path)  # warm-up: bytecode caches, page cache
+        floor_path = code.layer_path[-1:]  # the runtime's boto3 only
+        # each function twice: its two variants (their own samples; the same stream of first events)
+        measured: dict[str, dict[str, Subject]] = {
+            t.logical_id: {name: dataclasses.replace(t, samples=[]) for name in variants} for t in targets
+        }
+        spawn(scratch, floor, floor_path)  # warm-up
+        for subject in targets:
+            for name, variant in variants.items():
+                spawn(scratch, measured[subject.logical_id][name], variant.layer_path)  # warm-up
         for i in range(runs):
             order = targets[i % len(targets) :] + targets[: i % len(targets)]
             for subject in order:
-                pair = (subject, floor) if i % 2 == 0 else (floor, subject)
-                for one in pair:
-                    one.samples.append(spawn(scratch, one, code.layer_path)[0])
+                trio: list[tuple[Subject, list[Path]]] = [
+                    (measured[subject.logical_id][WITH_PYC], variants[WITH_PYC].layer_path),
+                    (measured[subject.logical_id][WITHOUT_PYC], variants[WITHOUT_PYC].layer_path),
+                    (floor, floor_path),
+                ]
+                trio = trio[i % 3 :] + trio[: i % 3]
+                for one, path in trio:
+                    one.samples.append(spawn(scratch, one, path)[0])
         profiles: dict[str, dict[str, tuple[int, int]]] = {}
         requests: dict[str, str] = {}
         for subject in [*targets, floor]:
-            sample, stderr = spawn(scratch, subject, code.layer_path, importtime=True)
+            one = measured[subject.logical_id][WITH_PYC] if subject is not floor else floor
+            path = variants[WITH_PYC].layer_path if subject is not floor else floor_path
+            sample, stderr = spawn(scratch, dataclasses.replace(one, samples=[]), path, importtime=True)
             profiles[subject.logical_id] = parse_importtime(stderr)
             requests[subject.logical_id] = _requests(sample.calls, ports)
 
     floor_median = statistics.median(s.total for s in floor.samples)
     floor_cpu = statistics.median(s.cpu for s in floor.samples)
     rows = []
+    bytecode_notes = []
     for subject in targets:
         name = subject.logical_id
         limit = FUNCTIONS[name][1]
-        median = statistics.median(s.total for s in subject.samples)
-        cpu = statistics.median(s.cpu for s in subject.samples)
+        compiled = measured[name][WITH_PYC]
+        bare = measured[name][WITHOUT_PYC]
+        median = statistics.median(s.total for s in compiled.samples)
+        bare_median = statistics.median(s.total for s in bare.samples)
+        cpu = statistics.median(s.cpu for s in compiled.samples)
+        bare_cpu = statistics.median(s.cpu for s in bare.samples)
         beyond = _beyond(profiles[name], profiles[FLOOR])
         row = ratio_row(
             BENCH,
-            f"{name} first event",
+            f"{name} first event, layer {WITH_PYC}",
             median,
             floor_median,
             limit,
-            note=f"n={len(subject.samples)}; {_parts(subject)} (floor {_parts(floor)}); CPU {cpu / floor_cpu:.2f}x "
+            note=f"n={len(compiled.samples)}; {_parts(compiled)} (floor {_parts(floor)}); CPU {cpu / floor_cpu:.2f}x "
             f"the floor's; imports beyond the floor {sum(ms for _, ms in beyond):.0f} ms; requests: {requests[name]}",
         )
         rows.append(row)
+        imports, bare_imports = _median_ms(compiled, "imports"), _median_ms(bare, "imports")
+        rows.append(
+            Row(
+                BENCH,
+                f"{name} first event, layer {WITHOUT_PYC}",
+                f"{bare_median * 1000:.1f} ms",
+                f"{floor_median * 1000:.1f} ms",
+                bare_median / floor_median,
+                "reported (no target)",
+                True,
+                f"n={len(bare.samples)}; {_parts(bare)} (floor {_parts(floor)}); CPU {bare_cpu / floor_cpu:.2f}x the "
+                f"floor's; {bare_median / median:.2f}x the same function {WITH_PYC} (import {bare_imports:.0f} ms vs "
+                f"{imports:.0f} ms)",
+            )
+        )
+        bytecode_notes.append(
+            f"{name} import {bare_imports:.0f} ms vs {imports:.0f} ms ({bare_imports / imports:.1f}x), first event "
+            f"{bare_median * 1000:.0f} ms vs {median * 1000:.0f} ms ({bare_median / floor_median:.2f}x vs "
+            f"{median / floor_median:.2f}x the floor)"
+        )
         if not row.ok:
             top = ", ".join(f"{p} {ms:.0f} ms" for p, ms in beyond[:6])
             env.notes.append(
                 f"cold start, {name}: {row.ratio:.2f}x the floor (target {limit:g}x; CPU {cpu / floor_cpu:.2f}x). "
-                f"Imports beyond the floor's: {top}; {_parts(subject)}; the first event's requests: "
+                f"Imports beyond the floor's: {top}; {_parts(compiled)}; the first event's requests: "
                 f"{requests[name]}." + (f" Why: {EXPLAIN[name]}." if name in EXPLAIN else "")
             )
+    summary = (
+        f"cold start, bytecode ({WITHOUT_PYC} vs {WITH_PYC}, medians; floor {floor_median * 1000:.0f} ms): "
+        + "; ".join(bytecode_notes)
+        + "."
+    )
+    env.notes.append(summary)
+    print(f"   {summary}", flush=True)  # also in bench/results.md's notes
     env.extra_sections.append(profile_section(profiles, requests))
     env.extra_sections.append(sizes_section(code))
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 
+from devstack.gateway import LOCAL_CALLERS
 from devstack.stack import LocalStack, StackConfig
 
 
@@ -14,10 +15,14 @@ def main() -> None:
     print("starting the decline-rescue local stack ...", flush=True)
     stack.start()
     print("\ndecline-rescue local stack is up:\n" + stack.describe(), flush=True)
+    sign = ""
+    if stack.api_auth == "IAM":  # curl signs SigV4 itself (7.75+), as the checkout caller
+        key, secret, _ = LOCAL_CALLERS["checkout"]
+        sign = f" --aws-sigv4 'aws:amz:us-east-1:execute-api' --user '{key}:{secret}'"
     print(
         f"\ntry:\n  curl -s -X POST {stack.gateway_url}/capture-contexts "
-        f"-H 'x-api-key: {config.api_key}'\n"
-        f"  curl -s -X POST {stack.gateway_url}/declines -H 'x-api-key: {config.api_key}' "
+        f"-H 'x-api-key: {config.api_key}'{sign}\n"
+        f"  curl -s -X POST {stack.gateway_url}/declines -H 'x-api-key: {config.api_key}'{sign} "
         "-H 'Content-Type: application/json' --data @<(python3 -c "
         '\'import json; print(json.load(open("events/evaluate_decline/post_cit.json"))["body"])\')\n'
         "\nCtrl-C to stop.\n",

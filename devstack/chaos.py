@@ -123,8 +123,8 @@ class Caller:
     """A merchant's client: retries 5xx, and 409 REQUEST_IN_PROGRESS, with the same key."""
 
     def __init__(self, stack: LocalStack, deadline_seconds: float = 90.0) -> None:
-        self.http = httpx.Client(base_url=stack.gateway_url, timeout=40.0)
-        self.headers = {"x-api-key": stack.config.api_key}
+        self.http = stack.client("operations", timeout=40.0)
+        self.headers: dict[str, str] = {}
         self.deadline_seconds = deadline_seconds
         self.retries = Counter()
 

@@ -48,8 +48,10 @@ class Demo:
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.steps: list[Step] = []
-        self.http = httpx.Client(base_url=stack.gateway_url, timeout=30.0)
-        self.headers = {"x-api-key": stack.config.api_key}
+        # a merchant's back office: the API key and, with ApiAuth=IAM, SigV4 as the
+        # operations principal (capture, cancel and refund are money movement)
+        self.http = stack.client("operations")
+        self.headers: dict[str, str] = {}
 
     def step(self, name: str, action: Callable[[], tuple[bool, str]]) -> bool:
         started = time.perf_counter()
@@ -72,7 +74,7 @@ class Demo:
         contexts: dict[str, dict[str, Any]] = {}
 
         def no_key() -> tuple[bool, str]:
-            response = self.http.post("/capture-contexts")
+            response = httpx.post(self.stack.gateway_url + "/capture-contexts")  # no key, no signature
             return response.status_code == 403, f"HTTP {response.status_code} {response.json().get('message')}"
 
         def default_context() -> tuple[bool, str]:
@@ -133,8 +135,23 @@ class Demo:
             ok = not url.startswith(rest + "/") and on_rest.status_code == 404
             return ok, f"tokens at {url}; the REST host {rest} answers HTTP {on_rest.status_code}"
 
+        mode = self.stack.api_auth
+        how = "SigV4 (the operations principal) + x-api-key" if mode == "IAM" else "x-api-key"
+        print(f"\nmerchant authentication: ApiAuth={mode}: the demo signs with {how}")
+        if mode == "IAM":
+
+            def checkout_may_not_capture() -> tuple[bool, str]:
+                # the checkout principal's policy allows declines and reads, not money movement
+                with self.stack.client("checkout") as checkout:
+                    read = checkout.post("/capture-contexts")
+                    capture = checkout.post("/orders/any-order/capture", json={})
+                ok = read.status_code == 201 and capture.status_code == 403
+                return ok, f"capture context HTTP {read.status_code}; capture HTTP {capture.status_code}"
+
+            self.step("the checkout principal may not capture (403), the operations one may", checkout_may_not_capture)
+
         print("\ncapture contexts through the API gateway:")
-        self.step("no API key is refused", no_key)
+        self.step("no API key and no signature is refused", no_key)
         self.step("capture context, default fields", default_context)
         self.step("capture context, card + billing postal code", custom_context)
         self.step("unknown field is refused, naming it", bad_field)
@@ -427,6 +444,8 @@ def main() -> int:
     log_file = Path(os.environ.get("DEMO_LOG_FILE") or ROOT / ".local" / "demo.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")
+    from devstack.parameters import overrides_from_env
+
     config = StackConfig.ephemeral(
         echo_logs=False,
         log_file=log_file,
@@ -435,6 +454,8 @@ def main() -> int:
         schedule_seconds=2.0,
         flexfactor_step_seconds=1.0,
         parameters={"PollFirstDelaySeconds": "3", "ExpiryGraceSeconds": "3"},
+        # PARAMETER_OVERRIDES="Key=Value ..." over those (checked against the template's constraints)
+        parameter_overrides=overrides_from_env(),
     )
     print("decline-rescue demo: starting the local stack (moto, emulators, gateway, functions, queue pollers) ...")
     started = time.perf_counter()

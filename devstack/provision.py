@@ -44,6 +44,7 @@ class Route:
     path: str  # API Gateway resource path, e.g. /orders/{orderId}
     function: str  # logical id
     api_key_required: bool
+    iam_required: bool = False  # AWS_IAM authorization: a SigV4 signature allowed execute-api:Invoke
 
     def pattern(self) -> re.Pattern[str]:
         regex = re.sub(r"\\\{([A-Za-z0-9_]+)(?:\\\+)?\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
@@ -91,6 +92,8 @@ class Stack:
     physical_ids: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # the template's AWS::IAM::ManagedPolicy documents (what a caller may be given), by logical id
+    managed_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Provisioner:
@@ -146,6 +149,9 @@ class Provisioner:
                 resolver.physical_ids[logical_id] = name
                 resolver.attributes[(logical_id, "Arn")] = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
         arn_to_layer = {resolver.physical_ids[k]: v for k, v in layer_dirs.items()}
+        for logical_id, resource in resources.items():
+            if resource["Type"] == "AWS::ApiGateway::RestApi":
+                resolver.physical_ids[logical_id] = LOCAL_API_ID  # the local gateway's id
 
         for logical_id, resource in resources.items():
             kind = resource["Type"]
@@ -180,7 +186,9 @@ class Provisioner:
                     ),
                 )
             elif kind == "AWS::ApiGateway::RestApi":
-                stack.routes.extend(self._routes(resource))
+                stack.routes.extend(self._routes(resource, resolver))
+            elif kind == "AWS::IAM::ManagedPolicy" and self._wanted(resolver, resource):
+                stack.managed_policies[logical_id] = resolver.resolve(resource["Properties"]["PolicyDocument"])
             elif kind == "AWS::Lambda::EventSourceMapping":
                 props = resolver.resolve({k: v for k, v in resource["Properties"].items() if k != "FunctionName"})
                 function = _function_logical_id(resource["Properties"]["FunctionName"])
@@ -287,7 +295,7 @@ class Provisioner:
         resolver.attributes[(logical_id, "Name")] = name
 
     @staticmethod
-    def _routes(resource: dict[str, Any]) -> list[Route]:
+    def _routes(resource: dict[str, Any], resolver: Resolver) -> list[Route]:
         body = resource["Properties"].get("Body", {})
         routes = []
         for path, methods in body.get("paths", {}).items():
@@ -298,16 +306,20 @@ class Provisioner:
                 match = re.search(r"\$\{([A-Za-z0-9]+)\.Arn\}", text if isinstance(text, str) else text[0])
                 if not match:
                     continue
-                security = spec.get("security", [])
+                security = resolver.resolve(spec.get("security", []))  # (Fn::If on ApiAuth)
                 routes.append(
                     Route(
                         method=method.upper(),
                         path=path,
                         function=match.group(1),
                         api_key_required=any("api_key" in s for s in security),
+                        iam_required=any("sigv4" in s for s in security),
                     )
                 )
         return routes
+
+
+LOCAL_API_ID = "localapi01"
 
 
 def _function_logical_id(value: Any) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import (
@@ -44,11 +45,12 @@ from devstack.environments import Chaos, FunctionWorker, Invocation, default_con
 from devstack.environments import terminate as _terminate
 from devstack.environments import wait_http as _wait_http
 from devstack.events_tap import EventsTap
-from devstack.gateway import Gateway
+from devstack.gateway import LOCAL_CALLERS, Gateway, local_principals
+from devstack.parameters import OVERRIDES_ENV, ParameterError, Resolved, overrides_from_env, resolve
 from devstack.pollers import SqsPoller, StreamPoller
 from devstack.provision import Provisioner, Stack
 from devstack.schedules import ScheduleTicker
-from devstack.template import ROOT
+from devstack.template import ROOT, load_raw
 
 DEFAULT_API_KEY = "local-api-key-decline-rescue-0001"
 REGION = "us-east-1"
@@ -156,7 +158,10 @@ class StackConfig:
     cybersource: CybersourceTarget = field(default_factory=CybersourceTarget)
     flexfactor: FlexFactorTarget = field(default_factory=FlexFactorTarget)
     sqs_retry_seconds: int = 1
+    # template parameters: the local stack's own values (over the template's Defaults) ...
     parameters: dict[str, str] = field(default_factory=dict)
+    # ... and PARAMETER_OVERRIDES over those ("Key=Value Key2='a b'", sam deploy's syntax)
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
     # schedules tick every this many seconds instead of the template's rate (None: the rate)
     schedule_seconds: float | None = None
     # the FlexFactor secret's webhookSubscriberKey, also given to the emulator to sign with
@@ -185,11 +190,13 @@ class StackConfig:
             else None,
             webhook_key=_webhook_key(os.environ.get("FLEXFACTOR_WEBHOOK_KEY")),
             flexfactor_step_seconds=float(os.environ.get("FLEXFACTOR_STEP_SECONDS") or 2.0),
+            parameter_overrides=overrides_from_env(),
         )
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
-        """Free ports everywhere: for the demo and tests, which must not collide."""
+        """Free ports everywhere: for the demo and tests, which must not collide.
+        PARAMETER_OVERRIDES is not read here: pass ``parameter_overrides``."""
         config = cls(
             gateway_port=free_port(),
             moto_port=free_port(),
@@ -282,6 +289,7 @@ class LocalStack:
         self.tickers: list[ScheduleTicker] = []
         self.events_tap: EventsTap | None = None
         self.stack: Stack | None = None
+        self.parameters: Resolved | None = None
 
     # -- URLs -----------------------------------------------------------------------
 
@@ -348,8 +356,31 @@ class LocalStack:
             raise
         return self
 
+    def template_parameters(self) -> Resolved:
+        """The template parameters the stack is provisioned with: the local stack's own
+        values (emulator URLs, ``StackConfig.parameters``) over the template's Defaults,
+        ``StackConfig.parameter_overrides`` over those, all checked against the template's
+        constraints as CloudFormation checks them. SystemExit with its messages when refused."""
+        local = {
+            "Stage": "local",
+            "CybersourceBaseUrl": self.cybersource_url,
+            "FlexFactorBaseUrl": self.flexfactor_url,
+            # the FlexFactor sandbox (and so its emulator) takes amounts > 10 and < 20000 cents
+            "AmountMinExclusiveCents": "10",
+            **self.config.parameters,
+        }
+        try:
+            return resolve(load_raw().get("Parameters") or {}, local, self.config.parameter_overrides)
+        except ParameterError as error:
+            lines = "\n".join(f"  {message}" for message in error.messages)
+            raise SystemExit(f"template parameters refused, nothing started:\n{lines}") from None
+
     def _start(self) -> None:
         cfg = self.config
+        # before anything starts: a parameter CloudFormation would refuse stops the stack here
+        self.parameters = self.template_parameters()
+        if self.parameters.overridden:
+            self.logs.write("parameters", f"{OVERRIDES_ENV}: {self.parameters.describe_overrides()}")
         ensure_free(cfg.moto_port, "moto server", "MOTO_PORT")
         ensure_free(cfg.gateway_port, "API gateway", "GATEWAY_PORT")
         if cfg.cybersource.emulated:
@@ -405,15 +436,7 @@ class LocalStack:
             _wait_http(self.cybersource_url + "/__emulator/health", process=emulator, expect='"cybersource"')
             _wait_http(f"{self.cybersource_flex_url}/__emulator/health", process=emulator, expect='"cybersource-flex"')
 
-        parameters = {
-            "Stage": "local",
-            "CybersourceBaseUrl": self.cybersource_url,
-            "FlexFactorBaseUrl": self.flexfactor_url,
-            # the FlexFactor sandbox (and so its emulator) takes amounts > 10 and < 20000 cents
-            "AmountMinExclusiveCents": "10",
-            **cfg.parameters,
-        }
-        self.stack = Provisioner(self.moto_url, cfg.stack_name, parameters, REGION).provision()
+        self.stack = Provisioner(self.moto_url, cfg.stack_name, self.parameters.values, REGION).provision()
         self._store_secrets()
 
         env = {
@@ -483,6 +506,7 @@ class LocalStack:
             cfg.api_key,
             stage="local",
             local_routes={"/__local/events": self._list_events},
+            principals=local_principals(self.stack.managed_policies),
         )
         self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
 
@@ -586,6 +610,26 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def api_auth(self) -> str:
+        """``IAM`` when the merchant routes want a SigV4 signature, else ``API_KEY``."""
+        assert self.stack is not None
+        return "IAM" if any(route.iam_required for route in self.stack.routes) else "API_KEY"
+
+    def client(self, caller: str = "operations", *, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client for the local API gateway as a merchant's code would call it: the
+        API key, and with ``ApiAuth=IAM`` a SigV4 signature of ``caller`` (``checkout`` or
+        ``operations``: the principal holding the template's policy of that name)."""
+        from devstack.sigv4 import SigV4
+
+        key, secret, _ = LOCAL_CALLERS[caller]
+        return httpx.Client(
+            base_url=self.gateway_url,
+            headers={"x-api-key": self.config.api_key},
+            auth=SigV4(key, secret) if self.api_auth == "IAM" else None,
+            timeout=timeout,
+        )
+
     def describe(self) -> str:
         chaos = self.config.chaos
         lines = [
@@ -599,6 +643,11 @@ class LocalStack:
             ),
             f"  FlexFactor    {self.flexfactor_url}" + ("   (emulator)" if self.config.flexfactor.emulated else ""),
             f"  logs          {self.config.log_file}",
+            *(
+                [f"  parameters    {OVERRIDES_ENV}: {self.parameters.describe_overrides()}"]
+                if self.parameters and self.parameters.overridden
+                else []
+            ),
             f"  functions     up to {self.config.function_concurrency} execution environments each"
             + (
                 f"; chaos kills {chaos.probability:g} of invocations (seed {chaos.seed})"
@@ -609,9 +658,14 @@ class LocalStack:
         ]
         assert self.stack is not None
         for route in self.stack.routes:
-            key = " (x-api-key)" if route.api_key_required else ""
+            needs = [n for n, on in (("SigV4", route.iam_required), ("x-api-key", route.api_key_required)) if on]
+            key = f" ({' + '.join(needs)})" if needs else ""
             lines.append(f"    {route.method:6} {self.gateway_url}{route.path}{key} -> {route.function}")
         lines.append(f"    GET    {self.gateway_url}/__local/events (local only: events published on the bus)")
+        if any(route.iam_required for route in self.stack.routes):
+            lines.append("  callers (ApiAuth=IAM; sign for execute-api in us-east-1):")
+            for name, (key_id, secret, policy) in LOCAL_CALLERS.items():
+                lines.append(f"    {name:10} access key {key_id}, secret {secret} ({policy})")
         if self.tickers:
             lines.append("  schedules:")
         for ticker in self.tickers:

@@ -14,7 +14,8 @@ router = Router()
 
 @router.post("/webhooks/flexfactor")
 def receive_webhook(request: Request):
-    return response(200, ingest(request.method, request.raw_body(), request.headers))
+    served_on = (request.event.get("requestContext") or {}).get("domainName")
+    return response(200, ingest(request.method, request.raw_body(), request.headers, served_on=served_on))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -58,8 +58,8 @@ def test_random_orders_end_in_flexfactors_true_state_exactly_once(tmp_path):
             faults = [{"status": rng.choice((500, 502, 503))} if rng.random() < rate else {} for _ in range(400)]
             httpx.post(flex + "/__emulator/faults", json={"endpoint": endpoint, "faults": faults}).raise_for_status()
 
-        http = httpx.Client(base_url=stack.gateway_url, timeout=30.0)
-        headers = {"x-api-key": config.api_key}
+        http = stack.client("operations")
+        headers: dict[str, str] = {}
         orders = []
         for _ in range(22):
             options, action = rng.choice(SCENARIOS)

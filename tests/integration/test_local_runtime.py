@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack.environments import Chaos, FunctionWorker, Invocation
@@ -41,14 +40,14 @@ def local_stack(tmp_path_factory):
 def post_capture_contexts(stack: LocalStack, count: int) -> list[tuple[int, int, float, float]]:
     """``count`` concurrent POST /capture-contexts: (status, pid, start, end) of each."""
 
+    client = stack.client()
+
     def one(_: int) -> tuple[int, int, float, float]:
         started = time.monotonic()
-        response = httpx.post(
-            stack.gateway_url + "/capture-contexts", headers={"x-api-key": stack.config.api_key}, timeout=30
-        )
+        response = client.post("/capture-contexts")
         return response.status_code, int(response.headers["x-local-pid"]), started, time.monotonic()
 
-    with ThreadPoolExecutor(count) as pool:
+    with client, ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
 
 
@@ -130,9 +129,9 @@ def test_sqs_mappings_run_batches_concurrently_up_to_their_limit(local_stack):
 def test_a_killed_environment_answers_an_exit_error_and_a_fresh_one_serves_next(local_stack):
     # Given a request in the function, waiting 2 s on Cybersource
     queue_faults(local_stack.cybersource_url, "sessions", {"delay": 2})
-    key = {"x-api-key": local_stack.config.api_key}
+    client = local_stack.client()
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(httpx.post, local_stack.gateway_url + "/capture-contexts", headers=key, timeout=30)
+        pending = pool.submit(client.post, "/capture-contexts")
         time.sleep(0.5)
 
         # When its environment's process is SIGKILLed
@@ -147,7 +146,7 @@ def test_a_killed_environment_answers_an_exit_error_and_a_fresh_one_serves_next(
     assert stats(local_stack)["discarded_killed"] == 1
 
     # And the next request is served by another process
-    again = httpx.post(local_stack.gateway_url + "/capture-contexts", headers=key, timeout=30)
+    again = client.post("/capture-contexts")
     assert again.status_code == 201 and again.headers["x-local-pid"] != str(killed)
 
 
@@ -184,7 +183,7 @@ def test_an_invocation_killed_mid_way_is_a_runtime_exit_error_and_the_next_is_a_
 def test_chaos_kills_at_random_points_and_the_stack_keeps_serving(local_stack):
     # Given the chaos switch on for the function: half of its invocations armed, seeded
     local_stack.set_chaos(0.5, seed=20240611, functions=(CAPTURE,))
-    key = {"x-api-key": local_stack.config.api_key}
+    client = local_stack.client()
     before = stats(local_stack).get("discarded_chaos", 0)
 
     # When callers ask for capture contexts, retrying a 502 as a client would
@@ -193,7 +192,7 @@ def test_chaos_kills_at_random_points_and_the_stack_keeps_serving(local_stack):
         for _ in range(8):
             tries = []
             for _ in range(8):
-                tries.append(httpx.post(local_stack.gateway_url + "/capture-contexts", headers=key, timeout=30))
+                tries.append(client.post("/capture-contexts"))
                 if tries[-1].status_code != 502:
                     break
             statuses.append([r.status_code for r in tries])

@@ -32,19 +32,81 @@ def local_stack(tmp_path_factory):
     stack.stop()
 
 
-def test_gateway_serves_capture_contexts_with_the_api_key(local_stack):
-    key = {"x-api-key": local_stack.config.api_key}
-    response = httpx.post(local_stack.gateway_url + "/capture-contexts", headers=key, timeout=30)
+def test_gateway_serves_capture_contexts_signed_and_with_the_api_key(local_stack):
+    assert local_stack.api_auth == "IAM"  # the template's default
+    with local_stack.client("checkout") as client:
+        response = client.post("/capture-contexts")
     assert response.status_code == 201
     assert response.json()["captureContext"].count(".") == 2
     assert response.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.parametrize("headers", [{}, {"x-api-key": "not-the-key"}], ids=["missing", "wrong"])
-def test_gateway_refuses_without_the_api_key(local_stack, headers):
-    response = httpx.post(local_stack.gateway_url + "/capture-contexts", headers=headers)
-    assert response.status_code == 403
-    assert response.json() == {"message": "Forbidden"}
+def _signed(caller: str, secret: str | None = None, **headers: str) -> httpx.Client:
+    from devstack.gateway import LOCAL_CALLERS
+    from devstack.sigv4 import SigV4
+
+    key, real_secret, _ = LOCAL_CALLERS[caller]
+    return httpx.Client(auth=SigV4(key, secret or real_secret), headers=headers, timeout=30)
+
+
+def test_iam_mode_refuses_what_api_gateway_refuses(local_stack):
+    url, api_key = local_stack.gateway_url, local_stack.config.api_key
+    # unsigned, even with the API key
+    unsigned = httpx.post(url + "/capture-contexts", headers={"x-api-key": api_key})
+    assert (unsigned.status_code, unsigned.json()) == (403, {"message": "Missing Authentication Token"})
+    # signed with a wrong secret
+    with _signed("operations", secret="not-the-secret", **{"x-api-key": api_key}) as client:
+        wrong = client.post(url + "/capture-contexts")
+    assert wrong.status_code == 403 and wrong.json()["message"].startswith("The request signature we calculated")
+    # signed by an unknown access key
+    from devstack.sigv4 import SigV4
+
+    with httpx.Client(auth=SigV4("AKIANOBODY0000000000", "x"), headers={"x-api-key": api_key}) as client:
+        unknown = client.post(url + "/capture-contexts")
+    assert unknown.json() == {"message": "The security token included in the request is invalid."}
+    # signed, without the API key (usage-plan throttling still wants it)
+    with _signed("operations") as client:
+        keyless = client.post(url + "/capture-contexts")
+    assert (keyless.status_code, keyless.json()) == (403, {"message": "Forbidden"})
+    # a signature replayed with another body
+    with local_stack.client("checkout") as client:
+        request = client.build_request("POST", "/capture-contexts", json={})
+        signed = next(client.auth.auth_flow(request))
+        headers = {k: v for k, v in signed.headers.items() if k.lower() != "content-length"}
+        tampered = httpx.post(url + "/capture-contexts", headers=headers, content=b'{"fields": 1}')
+    assert tampered.status_code == 403 and "signature" in tampered.json()["message"]
+
+
+def test_the_checkout_principal_may_not_move_money_and_the_operations_one_may(local_stack):
+    decline = samples.decline(transactionType="AUTHORIZATION")
+    with local_stack.client("checkout") as checkout, local_stack.client("operations") as operations:
+        assert checkout.post("/declines", json=decline).json()["status"] == "CAPTUREREQUIRED"
+        assert checkout.get(f"/orders/{decline['orderId']}").status_code == 200
+        denied = checkout.post(f"/orders/{decline['orderId']}/capture", json={})
+        assert denied.status_code == 403
+        assert denied.json() == {
+            "Message": "User: arn:aws:iam::123456789012:user/local-checkout is not authorized to perform: "
+            "execute-api:Invoke on resource: "
+            f"arn:aws:execute-api:us-east-1:123456789012:localapi01/local/POST/orders/{decline['orderId']}/capture"
+        }
+        assert checkout.post(f"/orders/{decline['orderId']}/refund", json={}).status_code == 403
+        captured = operations.post(f"/orders/{decline['orderId']}/capture", json={})
+        assert (captured.status_code, captured.json()["status"]) == (200, "APPROVED")
+    # the webhook route needs neither: FlexFactor's HMAC authenticates it (401 without one)
+    assert httpx.post(local_stack.gateway_url + "/webhooks/flexfactor", content=b"{}").status_code == 401
+
+
+def test_api_key_mode_on_the_local_stack(tmp_path):
+    config = StackConfig.ephemeral(echo_logs=False, log_file=tmp_path / "stack.log", parameters={"ApiAuth": "API_KEY"})
+    with LocalStack(config) as stack:
+        assert stack.api_auth == "API_KEY"
+        with stack.client() as client:
+            assert client.auth is None or not client.headers.get("Authorization")
+            assert client.post("/capture-contexts").status_code == 201
+        for headers in ({}, {"x-api-key": "not-the-key"}):
+            refused = httpx.post(stack.gateway_url + "/capture-contexts", headers=headers)
+            assert (refused.status_code, refused.json()) == (403, {"message": "Forbidden"})
+        assert not stack.stack.managed_policies  # no caller policies without IAM
 
 
 def test_gateway_answers_unknown_routes_like_api_gateway(local_stack):
@@ -54,11 +116,12 @@ def test_gateway_answers_unknown_routes_like_api_gateway(local_stack):
 
 
 def test_bad_input_through_the_gateway_is_400(local_stack):
-    response = httpx.post(
-        local_stack.gateway_url + "/capture-contexts",
-        headers={"x-api-key": local_stack.config.api_key, "Content-Type": "application/json"},
-        content=b'{"fields": {"paymentInformation": {"card": {"number": {}, "cvv": {}}}}}',
-    )
+    with local_stack.client() as client:
+        response = client.post(
+            "/capture-contexts",
+            headers={"Content-Type": "application/json"},
+            content=b'{"fields": {"paymentInformation": {"card": {"number": {}, "cvv": {}}}}}',
+        )
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["field"] == "fields.paymentInformation.card.cvv"
 
@@ -94,9 +157,8 @@ def test_the_schedule_invokes_the_poller_and_events_are_listed(local_stack):
     ok, summary = result
     assert ok and "seconds_ms" in summary, summary
     decline = samples.decline()  # a customer-initiated decline FlexFactor approves at once
-    answer = httpx.post(
-        local_stack.gateway_url + "/declines", json=decline, headers={"x-api-key": local_stack.config.api_key}
-    )
+    with local_stack.client("checkout") as client:
+        answer = client.post("/declines", json=decline)
     assert answer.status_code == 200 and answer.json()["status"] == "APPROVED"
     listed: dict = {}
     for _ in range(50):  # the tap drains the bus's queue every second
@@ -131,9 +193,8 @@ def test_another_flex_endpoint_through_the_four_variables(monkeypatch, tmp_path)
     try:
         with LocalStack(config) as stack:
             assert not config.cybersource.emulated and stack.cybersource_url == server.url
-            response = httpx.post(
-                stack.gateway_url + "/capture-contexts", headers={"x-api-key": config.api_key}, timeout=30
-            )
+            with stack.client() as client:
+                response = client.post("/capture-contexts")
             assert response.status_code == 201
         assert other.counts["sessions"] == 1
     finally:
@@ -177,4 +238,5 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     test_cards = {"4111111111111111", "5555555555554444", "372425119311008"}
     assert not test_cards & set(find_pans(logs))
     assert not test_cards & set(find_pans(result.stdout + result.stderr))
-    assert "34/34 steps passed" in result.stdout
+    assert "ApiAuth=IAM" in result.stdout
+    assert "35/35 steps passed" in result.stdout

@@ -228,6 +228,24 @@ def test_rejected_webhooks_are_401_and_not_queued(ingest, queued, signing, tampe
     assert queued() == []
 
 
+def test_a_delivery_signed_for_another_host_is_refused_whatever_host_it_claims(function_env, queued):
+    # Given a delivery FlexFactor signed for another endpoint, replayed here with that Host
+    module, _ = function_env(INGEST)
+    event = webhook_event(raw(payload()), sign_host="merchant-b.example.com")
+    set_headers(event, {**event["headers"], "Host": "merchant-b.example.com"})
+
+    # When it arrives on this API (API Gateway's requestContext.domainName is ours)
+    code, body = post(module, event)
+
+    # Then it is refused: the signed host is not one this API is served on
+    assert (code, body["error"]["reason"]) == (401, "host_not_served")
+    assert queued() == []
+
+    # unless that host is one of this API's (a custom domain in WebhookHosts)
+    module, _ = function_env(INGEST, WEBHOOK_HOSTS="other.example.com, merchant-b.example.com")
+    assert post(module, event)[0] == 200
+
+
 def test_a_replayed_delivery_changes_nothing(ingest, queued):
     # Given a delivery that was queued
     event = webhook_event(raw(payload()))

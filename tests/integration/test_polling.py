@@ -495,7 +495,7 @@ def test_the_merchant_cancels_a_claim_flexfactor_never_answered(world, flexfacto
     world.use("PollOrdersFunction")
     if flexfactor_has_it:
         session_key = flexfactor().evaluate(body).order_session_key
-    _claim(world, body["orderId"], now() - timedelta(seconds=30))
+    _claim(world, body["orderId"], now() - timedelta(hours=2))  # long past ABANDON_AFTER_SECONDS
 
     status, answer = world.order_api(body["orderId"], "cancel")
 
@@ -515,3 +515,18 @@ def test_a_claim_still_being_submitted_cannot_be_cancelled(world):
 
     assert (status, answer["error"]["code"]) == (409, "ORDER_STATE_CONFLICT")
     assert world.state(body["orderId"])["status"] == "RECEIVED"
+
+
+def test_a_recent_claim_flexfactor_does_not_have_yet_is_not_closed_by_a_cancel(world):
+    # Given a claim whose request timed out 30 s ago: its decline may still be on its way
+    body = cit(transactionType="AUTHORIZATION")
+    _claim(world, body["orderId"], now() - timedelta(seconds=30))
+
+    # When the merchant cancels it and FlexFactor has no order under its orderId (yet)
+    status, answer = world.order_api(body["orderId"], "cancel")
+
+    # Then it is not closed (FlexFactor could still create and charge it): 409, try later
+    assert (status, answer["error"]["code"]) == (409, "ORDER_STATE_CONFLICT"), answer
+    assert "may still be on its way" in answer["error"]["message"]
+    state = world.state(body["orderId"])
+    assert state["status"] == "RECEIVED" and "leaseUntil" not in state  # the lease was given back

@@ -420,7 +420,9 @@ def test_a_capture_answering_200_failed_is_a_failure_and_a_cancel_answering_an_e
             "/v1/capture": [(200, {"status": "FAILED", "success": False, "errors": [{"key": "", "error": "nope"}]})],
             "/v1/orders/abc/cancel": [(200, {})],
             "/v1/orders/ord-1/external-cancel": [(200, {})],
-            "/v1/orders/ord-2/external-cancel": [(404, b"Not Found")],
+            "/v1/orders/ord-2/external-cancel": [(404, {"title": "Not Found", "status": 404})],
+            # a route miss answers plain text (the sandbox's 'Not Found'): says nothing of the order
+            "/v1/orders/ord-3/external-cancel": [(404, b"Not Found")],
         }
     )
     captured = client.capture(idempotency_key="k", order_session_key="abc", amount=100, currency="USD")
@@ -428,6 +430,8 @@ def test_a_capture_answering_200_failed_is_a_failure_and_a_cancel_answering_an_e
     assert client.cancel(order_session_key="abc", idempotency_key="k").ok
     assert client.external_cancel(external_order_id="ord-1").ok
     assert client.external_cancel(external_order_id="ord-2") is None
+    missed = client.external_cancel(external_order_id="ord-3")
+    assert missed is not None and (missed.ok, missed.http_status) == (False, 404)
 
 
 # -- the signed sample webhook ----------------------------------------------------------

@@ -134,23 +134,78 @@ def test_flexfactors_failure_shape_is_a_409_with_its_message_and_the_hold_given_
     assert (order.get("refundedAmount", 0), order.get("refundHeld", 0)) == (0, 0)
 
 
-def test_an_outage_keeps_the_refund_held_and_a_retry_with_the_key_finishes_it(function_env, flexfactor_url):
+def flexfactor_refunded(flexfactor_url: str, order_id: str) -> int:
+    """What FlexFactor (the emulator's own record) refunded on the order, in minor units."""
+    truth = httpx.get(flexfactor_url + "/__emulator/orders").json()["orders"]
+    (order,) = [o for o in truth if o["referenceNumber"] == order_id]
+    return int(order["refundedAmount"])
+
+
+def test_flexfactor_unavailable_gives_the_hold_back_and_a_retry_refunds_once(function_env, flexfactor_url):
     order_id = approved_order(function_env)
-    fault = {"endpoint": "refund", "faults": [{"status": 503}] * 5}
+    fault = {"endpoint": "refund", "faults": [{"status": 503}]}
     httpx.post(flexfactor_url + "/__emulator/faults", json=fault).raise_for_status()
 
     code, answer = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "out-1"})
-    assert code in (502, 503), answer
-    order = order_of(function_env, order_id)
-    assert (order.get("refundedAmount", 0), order["refundHeld"]) == (0, 900)
-    # the held amount counts: only 1099 can be refunded meanwhile
-    assert refund(function_env, order_id, {"amount": 1100})[0] == 409
+    # a 503 is not processed: nothing held, and the call was made once (never resent)
+    assert code == 503, answer
+    assert order_of(function_env, order_id).get("refundHeld", 0) == 0
+    assert flexfactor_refunded(flexfactor_url, order_id) == 0
 
-    httpx.delete(flexfactor_url + "/__emulator/faults")
     code, answer = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "out-1"})
     assert (code, answer["refundedAmount"]) == (200, 900)
+    assert flexfactor_refunded(flexfactor_url, order_id) == 900
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_lost_answer_holds_the_refund_as_unknown_and_it_is_never_asked_again(function_env, flexfactor_url, status):
+    # Given FlexFactor fails with a status that does not say whether it refunded
+    order_id = approved_order(function_env)
+    fault = {"endpoint": "refund", "faults": [{"status": status}] * 3}
+    httpx.post(flexfactor_url + "/__emulator/faults", json=fault).raise_for_status()
+
+    # When the merchant refunds, and retries with the same key once FlexFactor is back
+    code, answer = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "lost-1"})
+    httpx.delete(flexfactor_url + "/__emulator/faults")
+    again_code, again = refund(function_env, order_id, {"amount": 900, "idempotencyKey": "lost-1"})
+
+    # Then both say the outcome is unknown, FlexFactor was asked once, the amount stays held
+    assert (code, answer["error"]["code"]) == (502, "REFUND_OUTCOME_UNKNOWN"), answer
+    assert (again_code, again["error"]["code"]) == (409, "REFUND_OUTCOME_UNKNOWN"), again
+    assert flexfactor_refunded(flexfactor_url, order_id) == 0  # (the retry, with FlexFactor back, did not ask)
     order = order_of(function_env, order_id)
-    assert (order["refundedAmount"], order["refundHeld"]) == (900, 0)
+    assert (order.get("refundedAmount", 0), order["refundHeld"]) == (0, 900)
+    # and the held amount counts: only 1099 can be refunded meanwhile
+    assert refund(function_env, order_id, {"amount": 1100})[0] == 409
+    assert refund(function_env, order_id, {"amount": 1099})[0] == 200
+
+
+def test_one_request_asks_at_a_time_for_a_key(function_env, flexfactor_url):
+    # Given FlexFactor slow to answer a refund
+    order_id = approved_order(function_env)
+    fault = {"endpoint": "refund", "faults": [{"delay": 1.0}]}
+    httpx.post(flexfactor_url + "/__emulator/faults", json=fault).raise_for_status()
+    results: list[tuple[int, dict]] = []
+
+    def one() -> None:
+        results.append(refund(function_env, order_id, {"amount": 800, "idempotencyKey": "same-key"}))
+
+    # When two requests with the same key arrive together
+    first = threading.Thread(target=one)
+    first.start()
+    import time
+
+    time.sleep(0.4)
+    one()
+    first.join()
+
+    # Then one asked FlexFactor and refunded, the other was told it is in progress
+    codes = sorted((code, body.get("error", {}).get("code")) for code, body in results)
+    assert codes == [(200, None), (409, "REFUND_IN_PROGRESS")], results
+    assert flexfactor_refunded(flexfactor_url, order_id) == 800
+    # and a repeat afterwards is the recorded refund
+    code, answer = refund(function_env, order_id, {"amount": 800, "idempotencyKey": "same-key"})
+    assert (code, answer["replayed"]) == (200, True)
 
 
 def test_concurrent_refunds_never_exceed_the_captured_amount(function_env):

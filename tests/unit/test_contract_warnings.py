@@ -148,7 +148,10 @@ def test_token_only_payment_method_is_accepted_and_every_missing_card_field_name
     # Then it is accepted, forwarded as sent, and each missing card field is named
     assert request.to_provider()["paymentMethod"] == {"token": True, "cardNumber": TOKEN}
     assert warnings_of(request) == sorted(
-        [(f"paymentMethod.{f}", "seed_required") for f in CARD_FIELDS] + [("paymentMethod.expirationMonth", "fallback")]
+        [(f"paymentMethod.{f}", "seed_required") for f in CARD_FIELDS]
+        + [("paymentMethod.expirationMonth", "fallback")]
+        # the budget can count this card only by its token
+        + [("paymentMethod.cardFingerprint", "fallback")]
     )
     assert request.paymentMethod.expiry() is None
     card = request.safe_summary()["card"]
@@ -448,3 +451,28 @@ def test_the_gateways_timestamp_may_be_rfc_1123_too():
     request = accept(edit(mit(), {"transaction.timestampUtc": DELETE, "transaction.timestamp": stamp}))
     assert request.transaction.declined_at() == NOW - timedelta(hours=1)
     assert request.to_provider()["transaction"]["timestamp"] == stamp  # forwarded as sent
+
+
+def test_a_card_number_is_never_hashed_into_the_budget_key():
+    from decline_rescue.domain.eligibility import card_key, network
+
+    pan = "4111111111111111"
+    bare = accept(edit(cit(), {"paymentMethod": {"token": False, "cardNumber": pan}}), allow_card_numbers=True)
+    described = accept(
+        edit(
+            cit(),
+            {
+                "paymentMethod": {
+                    "token": False,
+                    "cardNumber": pan,
+                    "cardBinNumber": "411111",
+                    "cardLast4Digits": "1111",
+                }
+            },
+        ),
+        allow_card_numbers=True,
+    )
+    # a bare card number is counted as the card its BIN and last four describe, not by a hash of it
+    assert card_key(bare) == card_key(described)
+    assert network(bare) == "visa"
+    assert ("paymentMethod.cardFingerprint", "fallback") not in warnings_of(bare)

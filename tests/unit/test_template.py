@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.template import load_raw, translate
+from devstack.template import ROOT, load_raw, translate
 
 RAW = load_raw()
 TRANSLATED, _ = translate(RAW, {})
@@ -26,7 +26,8 @@ def test_globals_runtime_architecture_tracing():
 
 def test_layer_builds_for_arm64_python313():
     layer = RAW["Resources"]["SharedLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # built by layers/shared/Makefile: pinned wheels for arm64 python3.13, compiled to .pyc
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
 
@@ -41,17 +42,60 @@ def test_every_function_uses_the_layer_and_traces(logical_id):
 WEBHOOK_ROUTE = ("/webhooks/flexfactor", "post")
 
 
-def test_every_route_but_the_webhook_needs_the_api_key():
-    paths = RESOURCES["CheckoutApi"]["Properties"]["Body"]["paths"]
-    assert paths
-    for path, methods in paths.items():
-        for method, spec in methods.items():
-            if (path, method) == WEBHOOK_ROUTE:
-                # FlexFactor sends no API key: the HMAC signature authenticates it
-                assert {"api_key": []} not in spec.get("security", [])
-                continue
-            assert {"api_key": []} in spec.get("security", []), f"{method} {path} has no API key"
-    assert WEBHOOK_ROUTE[1] in paths[WEBHOOK_ROUTE[0]]
+def _resolved(parameters: dict[str, str]):
+    from devstack.template import Resolver
+
+    translated, _ = translate(RAW, parameters)
+    resolver = Resolver(translated, parameters, "stack")
+    resolver.physical_ids["CheckoutApi"] = "api1234567"
+    return translated, resolver
+
+
+@pytest.mark.parametrize(
+    ("api_auth", "merchant_security"),
+    [("IAM", [{"sigv4": [], "api_key": []}]), ("API_KEY", [{"api_key": []}])],
+)
+def test_every_route_but_the_webhook_needs_the_api_key_and_with_iam_a_signature(api_auth, merchant_security):
+    translated, resolver = _resolved({"ApiAuth": api_auth})
+    paths = translated["Resources"]["CheckoutApi"]["Properties"]["Body"]["paths"]
+    routes = {(path, method) for path, methods in paths.items() for method in methods}
+    assert routes == {
+        ("/capture-contexts", "post"),
+        ("/declines", "post"),
+        ("/orders/{orderId}", "get"),
+        ("/orders/{orderId}/capture", "post"),
+        ("/orders/{orderId}/cancel", "post"),
+        ("/orders/{orderId}/refund", "post"),
+        WEBHOOK_ROUTE,
+    }
+    for path, method in routes:
+        spec = paths[path][method]
+        security = resolver.resolve(spec.get("security", []))
+        # FlexFactor sends neither: the HMAC signature authenticates the webhook
+        assert security == ([] if (path, method) == WEBHOOK_ROUTE else merchant_security), f"{method} {path}"
+        uri = spec["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        assert "lambda:path/2015-03-31/functions/" in uri
+    assert translated["Outputs"]["ApiAuth"]["Value"] == {"Ref": "ApiAuth"}
+
+
+def test_the_caller_policies_split_checkout_from_money_movement():
+    translated, resolver = _resolved({"ApiAuth": "IAM", "Stage": "prod"})
+
+    def arns(logical_id: str) -> set[str]:
+        resource = translated["Resources"][logical_id]
+        assert resource["Condition"] == "UseIam"
+        (statement,) = resolver.resolve(resource["Properties"]["PolicyDocument"])["Statement"]
+        assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+        prefix = "arn:aws:execute-api:us-east-1:123456789012:api1234567/prod/"
+        return {arn.removeprefix(prefix) for arn in statement["Resource"]}
+
+    checkout = {"POST/capture-contexts", "POST/declines", "GET/orders/*"}
+    assert arns("CheckoutCallerPolicy") == checkout
+    assert arns("OperationsCallerPolicy") == checkout | {
+        "POST/orders/*/capture",
+        "POST/orders/*/cancel",
+        "POST/orders/*/refund",
+    }
 
 
 def test_pending_index_is_sparse_and_projects_what_the_poller_reads():
@@ -197,3 +241,117 @@ def test_whoever_writes_a_queued_order_knows_when_it_is_due():
     for function in ("EvaluateDeclineFunction", "PollOrdersFunction"):
         env = FUNCTIONS[function]["Properties"]["Environment"]["Variables"]
         assert env["QUEUED_RESEND_SECONDS"] == {"Ref": "QueuedResendSeconds"}, function
+
+
+# -- what a real deploy needs (issue 12) ------------------------------------------------
+
+
+def _matches(name: str, value: str) -> bool:
+    import re
+
+    return re.fullmatch(RAW["Parameters"][name]["AllowedPattern"], value) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("rate(1 minute)", True),
+        ("rate(5 minutes)", True),
+        ("rate(2 hours)", True),
+        ("rate(1 day)", True),
+        ("cron(0/5 * * * ? *)", True),
+        ("rate(0 minutes)", False),
+        ("rate(1 minutes)", False),
+        ("rate(5 minute)", False),
+        ("rate(-1 minutes)", False),
+        ("cron(* * *)", False),
+        ("every minute", False),
+    ],
+)
+def test_poll_rate_refuses_what_scheduler_would_refuse(value, ok):
+    assert _matches("PollRate", value) is ok
+
+
+@pytest.mark.parametrize("name", ["CybersourceBaseUrl", "FlexFactorBaseUrl"])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("https://apitest.cybersource.com", True),
+        ("https://api-sandbox.flex-charge.com", True),
+        ("http://127.0.0.1:8082", True),  # the local stack's emulators, on loopback only
+        ("http://localhost:8081", True),
+        ("http://api.flex-charge.com", False),
+        ("http://10.0.0.5:8082", False),
+        ("ftp://example.com", False),
+    ],
+)
+def test_provider_urls_are_https_but_on_loopback(name, value, ok):
+    assert _matches(name, value) is ok
+
+
+def test_secrets_and_dead_letter_queues_outlive_the_stack():
+    for logical_id in (
+        "CybersourceSecret",
+        "FlexFactorSecret",
+        "DeclinesDeadLetterQueue",
+        "OrderUpdatesDeadLetterQueue",
+        "OrderEventsFailureQueue",
+    ):
+        resource = RAW["Resources"][logical_id]
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain"), logical_id
+
+
+def test_every_alarm_notifies_the_alarm_topic():
+    alarms = {k: v for k, v in RAW["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms
+    action = [{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}]
+    for logical_id, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == action, logical_id
+        assert alarm["Properties"]["OKActions"] == action, logical_id
+    assert RAW["Resources"]["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+
+
+def test_each_function_logs_to_its_own_group_named_without_it():
+    for logical_id, function in RAW["Resources"].items():
+        if function["Type"] != "AWS::Serverless::Function":
+            continue
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        name = RAW["Resources"][group]["Properties"]["LogGroupName"]["Fn::Sub"]
+        # named from the stack, not the function: no reference back, so the group exists
+        # before the function's first invocation could create one of its own
+        assert name.startswith("/aws/lambda/${AWS::StackName}/") and logical_id not in name
+
+
+def test_the_schedule_is_named_by_cloudformation_not_by_its_logical_id():
+    (schedule,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert "Name" not in schedule["Properties"]  # a fixed name collides between two stacks
+
+
+def test_the_webhook_function_touches_its_own_items_only():
+    statements = [
+        s
+        for policy in RAW["Resources"]["IngestWebhookFunction"]["Properties"]["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for s in policy["Statement"]
+    ]
+    (table,) = [s for s in statements if any(str(a).startswith("dynamodb:") for a in s["Action"])]
+    assert table["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["WEBHOOK#*"]}}
+    assert set(table["Action"]) == {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"}
+
+
+def test_no_setting_is_left_that_nothing_reads():
+    text = (ROOT / "template.yaml").read_text()
+    assert "IDEMPOTENCY_TABLE" not in text and "STAGE:" not in text
+
+
+@pytest.mark.parametrize("env", ["default", "prod"])
+def test_samconfig_deploys_pass_the_templates_own_constraints(env):
+    import tomllib
+
+    from devstack.parameters import parse_overrides, validate
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = parse_overrides(config[env]["deploy"]["parameters"]["parameter_overrides"])
+    assert overrides["ApiAuth"] == "IAM"
+    validate(RAW["Parameters"], overrides)  # raises with CloudFormation's message when one is refused
+    assert config[env]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"  # (managed policies, roles)

@@ -885,6 +885,13 @@ def advisories(request: EvaluateRequest, *, now: datetime) -> list[FieldProblem]
     pm = request.paymentMethod
     if pm.cardType is not None and pm.cardType.upper() not in _CARD_TYPES:
         warn("paymentMethod.cardType", "enum", "should be CREDIT, DEBIT or PREPAID; forwarded as sent")
+    if not pm.cardFingerprint and not (pm.cardBinNumber and pm.cardLast4Digits) and not find_pans(pm.cardNumber):
+        warn(
+            "paymentMethod.cardFingerprint",
+            "fallback",
+            "missing, with no BIN and last four: the card's reattempt budget counts only what comes with this "
+            "token; send cardFingerprint (or BIN and last four) so every reattempt of the card counts",
+        )
     if pm.cardBinNumber is not None and len(pm.cardBinNumber) not in (6, 8):
         warn("paymentMethod.cardBinNumber", "bin_length", "should be the card's first 6 or 8 digits")
     if pm.expiry() is None:

@@ -68,7 +68,7 @@ def network(request: EvaluateRequest) -> str:
         return "visa"
     if brand.startswith(("MASTERCARD", "MC", "MAESTRO")):
         return "mastercard"
-    bin_ = request.paymentMethod.cardBinNumber or ""  # 4-8 digits when given
+    bin_ = request.paymentMethod.cardBinNumber or (_pan(request) or "")[:6]  # 4-8 digits when given
     if bin_.startswith("4"):
         return "visa"
     if bin_[:2] in {"51", "52", "53", "54", "55"} or (len(bin_) >= 4 and 2221 <= int(bin_[:4]) <= 2720):
@@ -96,17 +96,28 @@ def merchant_advice_code(request: EvaluateRequest) -> str | None:
     return text.zfill(2) if text.isdigit() else text.upper()
 
 
+def _pan(request: EvaluateRequest) -> str | None:
+    """The card number's digits when ``cardNumber`` holds one (card numbers allowed)."""
+    from decline_rescue.domain.carddata import card_digits
+
+    return card_digits(request.paymentMethod.cardNumber)
+
+
 def card_key(request: EvaluateRequest) -> str:
     """Identifies a card for the reattempt budgets without the card number: the
-    fingerprint when given, else brand, BIN, last four and expiry; a token-only payment
-    method (real clients send ``{Token: true, cardNumber: <token>}`` and nothing else) is
-    identified by its token's hash."""
+    fingerprint when given, else brand, BIN, last four and expiry (taken from the card
+    number itself when one is sent and they are not: never a hash of the number, which
+    could be reversed); a token-only payment method (real clients send ``{Token: true,
+    cardNumber: <token>}`` alone) is identified by its token's hash, which counts only the
+    reattempts made with that token (a warning says so)."""
     pm = request.paymentMethod
+    pan = _pan(request)
+    bin_, last4 = pm.cardBinNumber or (pan[:6] if pan else None), pm.cardLast4Digits or (pan[-4:] if pan else None)
     if pm.cardFingerprint:
         basis = f"fp:{pm.cardFingerprint}"
-    elif pm.cardBinNumber and pm.cardLast4Digits:
+    elif bin_ and last4:
         month, year = pm.expirationMonth or 0, pm.expirationYear or 0
-        basis = f"{pm.brand}|{pm.cardBinNumber[:6]}|{pm.cardLast4Digits}|{month:02d}|{year}"
+        basis = f"{pm.brand}|{bin_[:6]}|{last4}|{month:02d}|{year}"
     else:
         basis = "tok:" + hashlib.sha256(pm.cardNumber.encode()).hexdigest()
     # base64url, not hex: a hex digest can hold a 13+ digit run that looks like a card number

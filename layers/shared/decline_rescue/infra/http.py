@@ -112,11 +112,13 @@ class ProviderHttp:
         prepare: Callable[[], Prepared],
         *,
         retry_statuses: frozenset[int] | None = None,
+        attempts: int | None = None,
     ) -> httpx.Response:
         """Send with retries; ``retry_statuses`` replaces the client's extra retryable
         statuses for this call (a 409 means "in progress" on one endpoint, "wrong state"
-        on another)."""
-        calls = self.calls
+        on another); ``attempts`` caps the attempts (1: a call that must never be sent
+        twice, such as a refund, which carries no idempotency key)."""
+        calls = self.calls._replace(max_attempts=attempts) if attempts else self.calls
         extra = self.retry_statuses if retry_statuses is None else retry_statuses
         deadline = time.monotonic() + calls.budget_seconds
         outer = invocation.current()

@@ -169,6 +169,7 @@ class OrdersTable:
         also_write: list[dict[str, Any]] | None = None,
         idempotency_key: str | None = None,
         key_ttl_seconds: int = 7 * 86400,
+        add: dict[str, int] | None = None,
     ) -> Change:
         """Write one change: the order's state item and the change's history item in one
         transaction, conditional on the order being at ``change.version - 1`` (absent, for
@@ -177,15 +178,16 @@ class OrdersTable:
         ``fields`` are set and ``remove`` removed with the change; ``next_poll_at`` schedules
         the next poll (None takes the order off the pending index, KEEP leaves it);
         ``event_key`` is remembered so that the same refund or chargeback is never recorded
-        twice; ``also_write``: other transaction items (a card's reservation or its
-        release) go in the same transaction; ReservationRefused when one's condition
+        twice; ``add``: numbers added atomically (a running total other writers also move
+        without a new version, such as ``refundHeld``); ``also_write``: other transaction
+        items (a card's reservation or its release) go in the same transaction; ReservationRefused when one's condition
         failed. ``idempotency_key`` (version 1 only): the key is taken for this order in
         the same transaction (``IDEM#<key>``, kept ``key_ttl_seconds``), so that one key
         never names two orders; ClaimRefused says which of the two was taken."""
         if change.version == 1:
             write = self._create_item(change, order or {}, fields, next_poll_at)
         else:
-            write = self._update_item(change, fields, remove, next_poll_at, event_key)
+            write = self._update_item(change, fields, remove, next_poll_at, event_key, add)
         claims = [self._key_item(idempotency_key, change, key_ttl_seconds)] if idempotency_key else []
         extra = list(also_write or ())
         try:
@@ -343,6 +345,7 @@ class OrdersTable:
         remove: tuple[str, ...],
         next_poll_at: str | None,
         event_key: str | None,
+        add: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         values: dict[str, Any] = {
             ":status": change.status,
@@ -371,7 +374,13 @@ class OrdersTable:
         if event_key:
             sets.append("eventKeys = list_append(if_not_exists(eventKeys, :empty), :ek)")
             values.update({":empty": [], ":ek": [event_key]})
+        adds = []
+        for i, (name, value) in enumerate((add or {}).items()):
+            adds.append(f"#a{i} :a{i}")
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = value
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        expression += " ADD " + ", ".join(adds) if adds else ""
         return {
             "Update": {
                 "TableName": self.table,
@@ -541,6 +550,25 @@ class OrdersTable:
             raise
         return True
 
+    def mark_refund_unknown(self, order_id: str, key: str, why: str) -> None:
+        """FlexFactor may or may not have refunded (a timeout, a 5xx): the refund stays held
+        as ``UNKNOWN`` (never asked again automatically: a refund has no idempotency key)."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=self._refund_key(order_id, key),
+                UpdateExpression="SET refundState = :unknown, why = :why",
+                ConditionExpression="refundState = :held",
+                ExpressionAttributeValues={
+                    ":unknown": {"S": "UNKNOWN"},
+                    ":why": {"S": why[:300]},
+                    ":held": {"S": "HELD"},
+                },
+            )
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+
     def refund_done_item(self, order_id: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
         """The transaction item that marks a held refund ``DONE`` with its answer (written
         with the refund's change: ReservationRefused from ``commit`` when it was not held)."""
@@ -549,10 +577,12 @@ class OrdersTable:
                 "TableName": self.table,
                 "Key": self._refund_key(order_id, key),
                 "UpdateExpression": "SET refundState = :done, answer = :a",
-                "ConditionExpression": "refundState = :held",
+                # a yes is recorded whether the refund was held or its outcome was unknown
+                "ConditionExpression": "refundState IN (:held, :unknown)",
                 "ExpressionAttributeValues": {
                     ":done": {"S": "DONE"},
                     ":held": {"S": "HELD"},
+                    ":unknown": {"S": "UNKNOWN"},
                     ":a": dynamodb_json.serialize(answer),
                 },
             }

@@ -161,6 +161,9 @@ class LifecycleSettings(NamedTuple):
     abandon_after_seconds: float
     queued_resend_seconds: float
     declines_queue_url: str
+    # hosts the webhook may be signed for besides the one API Gateway served it on
+    # (custom domains): WEBHOOK_HOSTS, comma-separated
+    webhook_hosts: tuple[str, ...] = ()
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -184,6 +187,7 @@ def lifecycle() -> LifecycleSettings:
         abandon_after_seconds=_number("ABANDON_AFTER_SECONDS", 3600),
         queued_resend_seconds=_number("QUEUED_RESEND_SECONDS", 600),
         declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
+        webhook_hosts=tuple(h.strip().lower() for h in os.environ.get("WEBHOOK_HOSTS", "").split(",") if h.strip()),
     )
 
 

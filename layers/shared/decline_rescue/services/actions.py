@@ -139,7 +139,16 @@ def _cancel_unanswered(order: dict[str, Any], *, lambda_context: Any) -> dict[st
         writer.request_poll(order_id)
         metrics.add_metric(name=m.ORDER_CANCEL_REFUSED, unit="Count", value=1)
         raise OrderStateConflict(f"FlexFactor refused the cancel: {answer.message}")
-    if answer is None:  # FlexFactor has no order under our orderId: nothing was submitted
+    if answer is None and not _old_enough(order):
+        # FlexFactor has none yet, but the decline may still be on its way to it (a request
+        # that timed out on our side): closing it now could let it be charged afterwards
+        writer.release_lease(order_id, until_ms=until_ms)
+        raise OrderStateConflict(
+            "FlexFactor has no order under this orderId yet, but the decline may still be on its way: "
+            f"try again {settings.lifecycle().abandon_after_seconds:g} s after its submission, "
+            "or let the poller close it"
+        )
+    if answer is None:  # FlexFactor has no order under our orderId, long after: nothing was submitted
         status, reason = (
             st.NOT_SUBMITTED,
             {"rule": "cancelled", "detail": "cancelled by the merchant before FlexFactor had the order"},
@@ -157,6 +166,15 @@ def _cancel_unanswered(order: dict[str, Any], *, lambda_context: Any) -> dict[st
     outcome = writer.apply(update, state=order, remove=("leaseUntil",))
     metrics.add_metric(name=m.ORDER_CANCELLED, unit="Count", value=1)
     return {"orderId": order_id, "status": outcome.status, "action": "cancel", "result": str(outcome.result)}
+
+
+def _old_enough(order: dict[str, Any]) -> bool:
+    """Is the claim older than ``ABANDON_AFTER_SECONDS`` (FlexFactor would have it by now)?"""
+    from decline_rescue.domain.clock import now_utc, parse
+
+    created = parse(order.get("createdAt"))
+    age = (now_utc() - created).total_seconds() if created else 0.0
+    return age >= settings.lifecycle().abandon_after_seconds
 
 
 def _finish(order: dict[str, Any], answer, action: _Action, fields: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from decline_rescue.services import writer
 PAGE = 1000
 STOP_AFTER_FAILURES = 10  # consecutive provider failures that end a run early
 RESERVE_SECONDS = 3.0  # left at the end of a run for the last sends and writes
+ABANDON_LEASE_SECONDS = 300  # a given-up claim's lease while it is cancelled and closed (the close is queued)
 QUICK_READ_SECONDS = 0.25  # an index read quicker than this: the shards' first pages at once
 
 
@@ -202,7 +203,15 @@ class Poller:
 
     def _abandon(self, item: dict[str, Any]) -> Plan:
         """A claim FlexFactor's list never showed: cancel it by our orderId first, so that an
-        order FlexFactor did create (its answer lost) can never charge the customer."""
+        order FlexFactor did create (its answer lost) can never charge the customer. The
+        claim's lease is taken first (``ABANDON_LEASE_SECONDS``): a retry of the decline
+        under its key cannot submit it while it is being closed (it gets 409, then the
+        closed order's answer)."""
+        until_ms = int((time.time() + ABANDON_LEASE_SECONDS) * 1000)
+        if not self.table.take_lease(
+            item["orderId"], version=int(item["version"]), status=str(item["status"]), until_ms=until_ms
+        ):
+            return Plan([], self.next_poll(item), "claim_waiting")  # a request is at work on it right now
         cancelled = wiring.flexfactor().external_cancel(external_order_id=item["orderId"])
         if cancelled is None:
             reason = {
@@ -218,6 +227,7 @@ class Poller:
             }
             update = self._update(item, status=st.CANCELLED, reason=reason, providerStatus="external-cancel")
             return Plan([update], outcome="abandoned_cancelled")
+        self.table.release_lease(item["orderId"], until_ms=until_ms)
         logger.warning(
             "external-cancel of an abandoned claim refused",
             extra={"orderId": item["orderId"], "http": cancelled.http_status, "why": cancelled.message[:200]},

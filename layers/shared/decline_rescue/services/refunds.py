@@ -18,15 +18,22 @@
 - **FlexFactor's answers.** ``amountToRefund`` is sent in major units as a decimal
   (``12.34``; ``1500`` yen; ``1.500`` dinar). Its failure is HTTP 200 ``{success: false,
   status: "FAILED", responseCode, responseMessage, errors: [{item1..item4}]}``: a 409
-  ``REFUND_REFUSED`` with its message and code, the hold given back. A timeout or an
-  outage leaves the refund held and answers 502/503/504: the merchant retries with the
-  same key, which asks FlexFactor again (FlexFactor never refunds an order twice for a
-  repeated call; PROVIDERS.md), never a second refund of ours.
+  ``REFUND_REFUSED`` with its message and code, the hold given back.
+- **Asked once.** FlexFactor's refund carries no idempotency key, so the request is sent
+  exactly once (no automatic resend), by one request at a time (the hold is a lease,
+  ``askingUntil``: a concurrent request with the key gets 409 ``REFUND_IN_PROGRESS``).
+  When FlexFactor surely did not act (the connection failed, 429, 503) the hold is given
+  back and the merchant may retry. When it may have (a timeout, 500, 502, 504, or a
+  request that died while asking) the refund stays held as ``UNKNOWN`` and is never asked
+  again automatically: the answer is 502/504 ``REFUND_OUTCOME_UNKNOWN``, and a retry with
+  the key a 409 saying so. An operator settles it from FlexFactor's records (the held
+  amount keeps counting against what is left, so nothing can be over-refunded meanwhile).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -34,7 +41,13 @@ from decline_rescue.domain import statuses as st
 from decline_rescue.domain.carddata import find_pans
 from decline_rescue.domain.clock import iso
 from decline_rescue.domain.data.iso import exponent
-from decline_rescue.domain.errors import DeclineRescueError, FieldProblem, InvalidRequest, ProviderRejected
+from decline_rescue.domain.errors import (
+    DeclineRescueError,
+    FieldProblem,
+    InvalidRequest,
+    ProviderAuthError,
+    ProviderRejected,
+)
 from decline_rescue.domain.strict_json import ORDER_ID
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
@@ -58,6 +71,23 @@ class RefundConflict(DeclineRescueError):
 class RefundKeyReused(DeclineRescueError):
     status_code = 409
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class RefundInProgress(DeclineRescueError):
+    status_code = 409
+    code = "REFUND_IN_PROGRESS"
+
+
+class RefundOutcomeUnknown(DeclineRescueError):
+    """FlexFactor's answer was lost, so it may have refunded: never asked again
+    automatically (no idempotency key). 502 to the request that lost it, 409 to a retry."""
+
+    status_code = 502
+    code = "REFUND_OUTCOME_UNKNOWN"
+
+
+class RefundStillUnknown(RefundOutcomeUnknown):
+    status_code = 409
 
 
 class RefundRefused(DeclineRescueError):
@@ -121,10 +151,18 @@ def refund(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str,
         if record is not None:
             if record.get("fingerprint") != fingerprint:
                 raise RefundKeyReused("this idempotencyKey was used for a refund with another amount or reason")
-            if record.get("refundState") == "DONE":
+            state = record.get("refundState")
+            if state == "DONE":
                 return {**record["answer"], "replayed": True}
-            amount = int(record["amount"])  # held by an earlier attempt: FlexFactor is asked again
-            break
+            if state == "HELD" and int(record.get("askingUntil") or 0) > time.time() * 1000:
+                raise RefundInProgress("this refund is being asked of FlexFactor right now: retry in a few seconds")
+            if state == "HELD":  # its asker died mid-way: FlexFactor may have refunded
+                table.mark_refund_unknown(order_id, key, "the request asking FlexFactor ended without an answer")
+            raise RefundStillUnknown(
+                "FlexFactor may have made this refund (its answer was lost): it is not asked again, "
+                "so that it is never made twice; check it in FlexFactor before refunding under another key",
+                reason=str(record.get("why") or "outcome unknown")[:200],
+            )
         if order["status"] != st.APPROVED:
             raise OrderStateConflict(
                 f"only an APPROVED (captured) order can be refunded; this one is {order['status']}"
@@ -141,7 +179,14 @@ def refund(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str,
                 f"{amount if asked is not None else 'the rest'} exceeds what is left to refund: {left} of the "
                 f"captured {captured} {order['currency']} minor units, {refunded} refunded{detail}"
             )
-        hold = {"amount": amount, "fingerprint": fingerprint, "reason": reason, "heldAt": iso()}
+        asking_until = int((time.time() + settings.flexfactor().calls.budget_seconds + 5) * 1000)
+        hold = {
+            "amount": amount,
+            "fingerprint": fingerprint,
+            "reason": reason,
+            "heldAt": iso(),
+            "askingUntil": asking_until,
+        }
         result = table.hold_refund(
             order_id, key, hold, version=int(order["version"]), status=st.APPROVED, held=held, amount=amount
         )
@@ -160,11 +205,19 @@ def _ask(order: dict[str, Any], key: str, amount: int, reason: str | None, *, la
             answer = wiring.flexfactor().refund(
                 order_session_key=str(order["orderSessionKey"]), amount=major_units(amount, currency), message=reason
             )
-    except DeclineRescueError:
-        # we do not know whether FlexFactor refunded: the hold stays, a retry with the key asks again
+    except DeclineRescueError as exc:
+        if _surely_not_sent(exc):  # FlexFactor did nothing: the hold is given back, a retry may ask again
+            _release(order_id, key, amount)
+            raise
+        # FlexFactor may have refunded: held as UNKNOWN, never asked again automatically
+        wiring.orders().mark_refund_unknown(order_id, key, f"{exc.code}: {exc.reason or exc.message}")
         metrics.add_metric(name=m.ORDER_REFUND_UNCERTAIN, unit="Count", value=1)
-        logger.warning("refund outcome unknown: held for a retry", extra={"orderId": order_id, "refundId": key})
-        raise
+        logger.error("refund outcome unknown: held", extra={"orderId": order_id, "refundId": key, "code": exc.code})
+        raise RefundOutcomeUnknown(
+            "FlexFactor's answer to the refund was lost, so it may have been made: it is held and not asked "
+            "again; check it in FlexFactor",
+            reason=str(exc.reason or exc.code)[:200],
+        ) from None
     if not answer.ok:
         _release(order_id, key, amount)
         metrics.add_metric(name=m.ORDER_REFUND_REFUSED, unit="Count", value=1)
@@ -183,6 +236,15 @@ def _ask(order: dict[str, Any], key: str, amount: int, reason: str | None, *, la
     }
     outcome, recorded = writer.record_refund(order_id, refund_id=key, amount=amount, answer=result)
     return {**recorded, "result": str(outcome.result)}
+
+
+def _surely_not_sent(exc: Exception) -> bool:
+    """Did FlexFactor surely not act on the request? A connection that never opened, or an
+    answer that says it was not processed (429, 503)."""
+    if isinstance(exc, ProviderAuthError):  # refused before the refund was looked at
+        return True
+    reason = str(getattr(exc, "reason", "") or "")
+    return reason.startswith(("unreachable (ConnectError", "timed out (ConnectTimeout", "HTTP 429", "HTTP 503"))
 
 
 def _release(order_id: str, key: str, amount: int) -> None:

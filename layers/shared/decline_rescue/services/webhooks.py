@@ -99,9 +99,20 @@ KEPT_HEADERS = ("x-fc-nonce", "x-fc-date", "host", "content-type", "x-fc-content
 KEPT_BODY_CHARS = 16_384
 
 
-def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+def _host(value: str) -> str:
+    """A host as compared: lower case, without the default HTTPS port."""
+    host = value.strip().lower()
+    return host[:-4] if host.endswith(":443") else host
+
+
+def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: str | None = None) -> dict[str, Any]:
     """Verify, keep, queue: the 200 answer's body. Raises WebhookRejected (401) or
-    InvalidRequest (400, a signed body that is not a webhook)."""
+    InvalidRequest (400, a signed body that is not a webhook).
+
+    The signed host must be one this API is served on: ``served_on`` (API Gateway's
+    ``requestContext.domainName``) or one of ``WEBHOOK_HOSTS`` (custom domains); a
+    delivery signed for another endpoint is refused (``host_not_served``) whatever Host
+    header it arrives with."""
     cfg = settings.lifecycle()
     lowered = {k.lower(): v for k, v in headers.items()}
     if len(body) > MAX_BODY_BYTES:
@@ -119,6 +130,11 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str]) -> dict[str, An
         metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
         logger.warning("webhook rejected", extra={"reason": exc.reason})
         raise
+    served = {_host(h) for h in (served_on or "", *cfg.webhook_hosts) if h}
+    if _host(lowered.get("host", "")) not in served:
+        metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
+        logger.warning("webhook rejected", extra={"reason": "host_not_served"})
+        raise WebhookRejected("host_not_served", "the signed host is not a host this API is served on")
     try:
         payload: Any = strict_json.loads(body.removeprefix(b"\xef\xbb\xbf"), max_bytes=MAX_BODY_BYTES)
         problem = None

@@ -282,7 +282,6 @@ def record_refund(
         if event_key in (state.get("eventKeys") or []):
             return Outcome(Result.DUPLICATE, current), _recorded(table, order_id, refund_id, answer)
         refunded = int(state.get("refundedAmount") or 0) + amount
-        held = max(0, int(state.get("refundHeld") or 0) - amount)
         facts = {
             "refundId": refund_id,
             "amount": amount,
@@ -295,7 +294,8 @@ def record_refund(
         try:
             written = table.commit(
                 change,
-                fields={"refundedAmount": refunded, "refundHeld": held},
+                fields={"refundedAmount": refunded},  # (versioned: read and written under the version)
+                add={"refundHeld": -amount},  # (holds move without a version: added, never overwritten)
                 next_poll_at=KEEP,
                 event_key=event_key,
                 also_write=[table.refund_done_item(order_id, refund_id, recorded)],
@@ -303,7 +303,13 @@ def record_refund(
         except OrderConflict:
             time.sleep(0.05 * attempt)
             continue
-        except ReservationRefused:  # the refund is not held any more: another request recorded it
+        except ReservationRefused:  # the refund is not held any more: recorded by another request?
+            record = table.refund_record(order_id, refund_id) or {}
+            if record.get("refundState") != "DONE":  # never answer a refund we did not record
+                logger.error("refund not held when recorded", extra={"orderId": order_id, "refundId": refund_id})
+                raise UpdateConflict(
+                    f"refund {refund_id} of order {order_id} was not held when FlexFactor said yes"
+                ) from None
             return Outcome(Result.DUPLICATE, current), _recorded(table, order_id, refund_id, answer)
         metrics.add_metric(name=m.ORDER_REFUNDED, unit="Count", value=1)
         return Outcome(Result.EVENT, current, written), recorded

@@ -135,7 +135,13 @@ class FlexFactorClient:
             return self._token
 
     def _authorized(
-        self, method: str, path: str, body: bytes | None = None, *, retry_statuses: frozenset[int] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        retry_statuses: frozenset[int] | None = None,
+        attempts: int | None = None,
     ):
         for refresh in (False, True):
             token = self.bearer(force=refresh)
@@ -143,7 +149,11 @@ class FlexFactorClient:
             if body is not None:
                 headers["Content-Type"] = "application/json"
             response = self.http.request(
-                method, path, lambda headers=headers: Prepared(headers, body), retry_statuses=retry_statuses
+                method,
+                path,
+                lambda headers=headers: Prepared(headers, body),
+                retry_statuses=retry_statuses,
+                attempts=attempts,
             )
             if response.status_code != 401:
                 return response
@@ -207,7 +217,14 @@ class FlexFactorClient:
         path = f"/v1/orders/{quote(external_order_id, safe='')}/external-cancel"
         response = self._authorized("POST", path, b"{}", retry_statuses=_NONE)
         if response.status_code == 404:
-            return None
+            try:
+                found = response.json()
+            except ValueError:
+                found = None
+            if isinstance(found, dict):  # FlexFactor's own "no such order" (JSON)
+                return None
+            # a route miss (plain "Not Found"): the endpoint is not there, which says nothing
+            return ActionAnswer(False, 404, "FlexFactor answered the external-cancel route with Not Found", {})
         return _action(response, "external-cancel")
 
     def refund(self, *, order_session_key: str, amount: str, message: str | None = None) -> ActionAnswer:
@@ -220,7 +237,8 @@ class FlexFactorClient:
         if message:
             body += f',"refundMessage":{json.dumps(message)}'
         path = f"/v1/orders/{quote(order_session_key, safe='')}/refund"
-        response = self._authorized("POST", path, (body + "}").encode(), retry_statuses=_NONE)
+        # one attempt: a refund carries no idempotency key, so a resend could refund again
+        response = self._authorized("POST", path, (body + "}").encode(), retry_statuses=_NONE, attempts=1)
         return _action(response, "refund")
 
 
