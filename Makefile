@@ -4,6 +4,7 @@
 #   make local   - the local stack in the foreground until Ctrl-C
 #   make chaos   - the local stack on its worst day, then an audit (ARGS="--orders 300 --kill 0.05 ...")
 #   make deploy-check - what deploying dev and prod into one account would hit (names, lint, build, layer); no account needed
+#   make fuzz    - the API fuzzed from openapi.yaml on the local stack, longer than in make test (FUZZ_MAX_EXAMPLES=150, a new FUZZ_SEED)
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,16 +13,17 @@ SDK_VENV := .venv-sdk
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint pytest unit build validate local bench chaos clean deploy-check
+.PHONY: help venv demo test lint pytest unit build validate local bench chaos clean deploy-check fuzz
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt constraints.txt
+$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 # The official Cybersource SDK lives in its own virtualenv: it replaces urllib3 in
@@ -70,7 +72,15 @@ build: $(BIN)/.installed
 
 validate: lint
 
+# the suite runs the fuzz too (tests/integration/test_fuzz_api.py: 25 examples per operation
+# and phase, a fixed seed, a couple of minutes); `make fuzz` runs it longer with a new seed
 test: lint pytest build
+
+FUZZ_MAX_EXAMPLES ?= 150
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: $(BIN)/.installed
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) FUZZ_TIMEOUT=3600 \
+	  $(BIN)/python -m pytest -s tests/integration/test_fuzz_api.py $(PYTEST_ARGS)
 
 # Translates the template for two stack names in one region (no two resources may claim
 # one physical name), runs sam validate --lint and sam build (python3.13 required here),

@@ -6,11 +6,14 @@ import signal
 import threading
 
 from devstack.gateway import LOCAL_CALLERS
+from devstack.ops import localstate
 from devstack.stack import LocalStack, StackConfig
 
 
 def main() -> None:
     config = StackConfig.from_env()
+    # described in .local/stack.json while it runs: `decline-rescue --local` finds it there
+    config.state_file = localstate.default_path()
     stack = LocalStack(config)
     print("starting the decline-rescue local stack ...", flush=True)
     stack.start()
@@ -25,6 +28,7 @@ def main() -> None:
         f"  curl -s -X POST {stack.gateway_url}/declines -H 'x-api-key: {config.api_key}'{sign} "
         "-H 'Content-Type: application/json' --data @<(python3 -c "
         '\'import json; print(json.load(open("events/evaluate_decline/post_cit.json"))["body"])\')\n'
+        f"\noperate it: decline-rescue --local report (described in {config.state_file})\n"
         "\nCtrl-C to stop.\n",
         flush=True,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -184,6 +185,7 @@ class Demo:
             self.step("required fields missing are refused", missing_required)
         self.run_declines()
         self.run_lifecycle()
+        self.check_events()
 
     # -- declines -------------------------------------------------------------------
 
@@ -417,6 +419,39 @@ class Demo:
             f"events {len(published)}/{len(expected_versions)} changeIds ({len(mine) - len(change_ids)} repeated)"
         )
 
+    # -- the event contract ---------------------------------------------------------
+
+    def check_events(self) -> None:
+        """Every event the run published (the local events tap) against its detail-type's
+        JSON Schema in schemas/events/."""
+        from devstack import event_schemas
+
+        print("\nthe event contract (schemas/events/):")
+
+        def contract() -> tuple[bool, str]:
+            events: list[dict[str, Any]] = []
+            for _ in range(5):  # until the tap (drained every second) has them all
+                listed = self.http.get("/__local/events").json()["events"]
+                if events and len(listed) == len(events):
+                    break
+                events = listed
+                time.sleep(1.1)
+            invalid = {}
+            for event in events:
+                problems = event_schemas.validate_event(event)
+                if problems:
+                    invalid[str((event.get("detail") or {}).get("changeId"))] = problems
+            kinds: dict[str, int] = {}
+            for event in events:
+                kinds[str(event.get("detail-type"))] = kinds.get(str(event.get("detail-type")), 0) + 1
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            if invalid:
+                change_id, problems = next(iter(invalid.items()))
+                return False, f"{len(invalid)} of {len(events)} events invalid; {change_id}: {'; '.join(problems[:3])}"
+            return bool(events), f"{len(events)} events, all valid ({summary or 'none published'})"
+
+        self.step("every event published matches its schema", contract)
+
     def check_logs(self, log_file: Path) -> None:
         print("\ncard data:")
 
@@ -440,13 +475,30 @@ def _same_end(provider_status_name: str | None, ours: str) -> bool:
     return mapped == ours or (ours == "DECLINED" and mapped == "CANCELLED")
 
 
+def operator_report(state_file: Path) -> None:
+    """What the operator's CLI reports of the run (the same command, on the demo's stack)."""
+    import subprocess
+
+    print("\nthe operator's report of this run (decline-rescue --local report --since 1h):", flush=True)
+    env = {**os.environ, "DECLINE_RESCUE_LOCAL_FILE": str(state_file)}
+    command = [sys.executable, "-m", "devstack.ops", "--local", "report", "--since", "1h"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    print(done.stdout.rstrip() or done.stderr.rstrip(), flush=True)
+
+
 def main() -> int:
     log_file = Path(os.environ.get("DEMO_LOG_FILE") or ROOT / ".local" / "demo.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")
+    from devstack.ops import localstate
     from devstack.parameters import overrides_from_env
 
+    # DEMO_KEEP_STACK=1: the stack stays up after the run (Ctrl-C stops it), described where
+    # `decline-rescue --local` looks; otherwise in a file of the demo's own
+    keep = os.environ.get("DEMO_KEEP_STACK") == "1"
+    state_file = localstate.default_path() if keep else ROOT / ".local" / "demo-stack.json"
     config = StackConfig.ephemeral(
+        state_file=state_file,
         echo_logs=False,
         log_file=log_file,
         # a local run cannot wait minutes: orders move every second, the poller runs every
@@ -465,6 +517,13 @@ def main() -> int:
         print(f"  up in {(time.perf_counter() - started):.1f} s\n{stack.describe()}")
         demo = Demo(stack)
         demo.run()
+        operator_report(state_file)
+        if keep:
+            print("\nthe stack stays up (DEMO_KEEP_STACK=1): decline-rescue --local ... ; Ctrl-C stops it")
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                pass
     finally:
         stack.stop()
     demo.check_logs(log_file)

@@ -153,7 +153,10 @@ class Gateway:
             return None, _forbidden(
                 f"Credential should be scoped to {REGION} and execute-api, not {region} and {service}"
             )
-        url = f"{request.scheme}://{request.host}{request.full_path.rstrip('?')}"
+        # the path as it was sent (still percent-encoded), as API Gateway signs it: the
+        # decoded one (``/orders/a b`` for ``/orders/a%20b``) canonicalises differently
+        raw = request.environ.get("RAW_URI") or request.full_path
+        url = f"{request.scheme}://{request.host}{raw.rstrip('?')}"
         headers = {name: request.headers.get(name, "") for name in signed}
         aws_request = AWSRequest(method=request.method, url=url, data=request.get_data(cache=True), headers=headers)
         aws_request.context["timestamp"] = amz_date

@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 import httpx
 
+from devstack import openapi
 from devstack.emulators.base import ServerThread
 from devstack.emulators.cybersource import (
     TESTREST_KEY_ID,
@@ -173,6 +174,9 @@ class StackConfig:
     # kill environments at random points mid-invocation: LOCAL_CHAOS_KILL_PROBABILITY (0: off),
     # LOCAL_CHAOS_SEED, LOCAL_CHAOS_FUNCTIONS (comma-separated logical ids; empty: all)
     chaos: Chaos = field(default_factory=Chaos.from_env)
+    # where the running stack describes itself for `decline-rescue --local` (endpoints,
+    # physical ids, parameters; removed on stop): `make local` sets .local/stack.json; None: nowhere
+    state_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -505,7 +509,11 @@ class LocalStack:
             self.invoke,
             cfg.api_key,
             stage="local",
-            local_routes={"/__local/events": self._list_events},
+            local_routes={
+                "/__local/events": self._list_events,
+                # the API's OpenAPI document, without API Gateway's x-amazon-* extensions
+                "/openapi.json": lambda request: (200, openapi.served()),
+            },
             principals=local_principals(self.stack.managed_policies),
         )
         self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
@@ -520,6 +528,31 @@ class LocalStack:
                         log=lambda line: self.logs.write("scheduler", line),
                     ).start()
                 )
+        if cfg.state_file is not None:
+            from devstack.ops import localstate
+
+            localstate.write(cfg.state_file, self.state())
+
+    def state(self) -> dict[str, Any]:
+        """What `decline-rescue --local` needs to find this stack (nothing secret)."""
+        assert self.stack is not None and self.parameters is not None
+        from decline_rescue.domain.clock import iso
+
+        return {
+            "pid": os.getpid(),
+            "stackName": self.config.stack_name,
+            "region": REGION,
+            "startedAt": iso(),
+            "endpoints": {
+                "aws": self.moto_url,
+                "gateway": self.gateway_url,
+                "flexfactor": self.flexfactor_url,
+                "cybersource": self.cybersource_url,
+            },
+            "physicalIds": {k: v for k, v in self.stack.physical_ids.items() if isinstance(v, str)},
+            "parameters": {k: v for k, v in self.parameters.effective.items() if k not in self.parameters.no_echo},
+            "outputs": {k: v for k, v in self.stack.outputs.items() if isinstance(v, str)},
+        }
 
     def _list_events(self, request) -> tuple[int, Any]:
         events = self.events_tap.list(request.args.get("orderId")) if self.events_tap else []
@@ -583,6 +616,10 @@ class LocalStack:
         }
 
     def stop(self) -> None:
+        if self.config.state_file is not None:
+            from devstack.ops import localstate
+
+            localstate.remove(self.config.state_file, os.getpid())
         for ticker in self.tickers:
             ticker.stop()
         self.tickers.clear()

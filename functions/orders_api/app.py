@@ -3,10 +3,11 @@
 
 from aws_lambda_powertools.logging import correlation_paths
 
+from decline_rescue.domain.errors import InvalidRequest
 from decline_rescue.domain.strict_json import check_order_id
 from decline_rescue.runtime.coldstart import init_done
 from decline_rescue.runtime.observability import logger, metrics, tracer
-from decline_rescue.runtime.router import Request, Router, response
+from decline_rescue.runtime.router import Request, Router, error_answer, response
 from decline_rescue.services import actions, orders, refunds
 
 router = Router()
@@ -37,6 +38,15 @@ def refund_order(request: Request, orderId: str):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
+    # API Gateway's {orderId} takes any path segment, the router's rule fewer characters
+    # (Powertools'): an orderId the router cannot even match is an invalid orderId (400,
+    # as every other one), not a missing route (404 NOT_FOUND)
+    order_id = (event.get("pathParameters") or {}).get("orderId")
+    if order_id is not None:
+        try:
+            check_order_id(order_id)
+        except InvalidRequest as exc:
+            return response(*error_answer(exc))
     return router.resolve(event, context)
 
 

@@ -258,3 +258,37 @@ def test_bad_refund_bodies_are_400_naming_the_field(function_env, body, field, r
     assert (field, rule) in {(d["field"], d["rule"]) for d in answer["error"]["details"]}
     assert "4111" not in json.dumps(answer)
     assert order_of(function_env, order_id).get("refundedAmount", 0) == 0
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["made", "not-made"])
+def test_an_operator_settles_a_refund_whose_answer_was_lost(function_env, flexfactor_url, made, capsys):
+    from devstack.ops.cli import main as cli
+
+    # Given a refund held as UNKNOWN (FlexFactor answered 500)
+    order_id = approved_order(function_env)
+    fault = {"endpoint": "refund", "faults": [{"status": 500}]}
+    httpx.post(flexfactor_url + "/__emulator/faults", json=fault).raise_for_status()
+    assert refund(function_env, order_id, {"amount": 700, "idempotencyKey": "lost-7"})[0] == 502
+
+    # When the operator, having looked in FlexFactor, settles it
+    from decline_rescue.services import refunds
+
+    answer = refunds.settle(order_id, "lost-7", refunded=made, transaction_id="tx-1" if made else None)
+
+    # Then it is recorded (made) or its hold given back (not made), and settling again says so
+    order = order_of(function_env, order_id)
+    if made:
+        assert (answer["status"], answer["refundedAmount"]) == ("REFUNDED", 700)
+        assert (order["refundedAmount"], order["refundHeld"]) == (700, 0)
+        again = refund(function_env, order_id, {"amount": 700, "idempotencyKey": "lost-7"})
+        assert (again[0], again[1]["replayed"]) == (200, True)
+        assert refunds.settle(order_id, "lost-7", refunded=True)["settled"] == "already recorded"
+    else:
+        assert answer["status"] == "NOT_REFUNDED"
+        assert (order.get("refundedAmount", 0), order["refundHeld"]) == (0, 0)
+        # the key is free again: the merchant may refund for real now
+        code, again = refund(function_env, order_id, {"amount": 700, "idempotencyKey": "lost-7"})
+        assert (code, again["refundedAmount"]) == (200, 700)
+    # the CLI's command for it exists, with its help
+    assert cli(["refunds", "settle", "--help"]) == 0
+    assert "--not-made" in capsys.readouterr().out

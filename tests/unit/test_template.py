@@ -355,3 +355,185 @@ def test_samconfig_deploys_pass_the_templates_own_constraints(env):
     assert overrides["ApiAuth"] == "IAM"
     validate(RAW["Parameters"], overrides)  # raises with CloudFormation's message when one is refused
     assert config[env]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"  # (managed policies, roles)
+
+
+# -- operate: the alarms and the dashboard (issue 13) ------------------------------------
+
+ALARM_ACTION = [{"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}]
+SERVICE = RAW["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+NAMESPACE = RAW["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+PLACEHOLDER_STACK = "stack-x"
+
+
+def _alarms() -> dict[str, dict]:
+    return {k: v["Properties"] for k, v in RAW["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def _alarm_metrics(props: dict) -> list[tuple[str, str, dict]]:
+    """(namespace, metric name, {dimension: value}) of every metric an alarm reads."""
+    if "MetricName" in props:
+        metrics = [props]
+    else:
+        metrics = [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+    dims = [{d["Name"]: d["Value"] for d in q.get("Dimensions", ())} for q in metrics]
+    return [(q["Namespace"], q["MetricName"], d) for q, d in zip(metrics, dims, strict=True)]
+
+
+def test_every_alarm_pages_through_the_topic_with_a_runbook_line_and_every_dead_letter_queue_has_one():
+    alarms = _alarms()
+    for logical_id, props in alarms.items():
+        assert props["AlarmActions"] == ALARM_ACTION and props["OKActions"] == ALARM_ACTION, logical_id
+        assert len(props.get("AlarmDescription", "")) > 40, f"{logical_id}: say what it means and what to check"
+    # every queue something dead-letters into: a queue's redrive target, a mapping's on-failure destination
+    dead = {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in RAW["Resources"].values()
+        if r["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in r["Properties"]
+    }
+    dead |= {
+        r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "DestinationConfig" in r["Properties"]
+    }
+    assert {"DeclinesDeadLetterQueue", "OrderUpdatesDeadLetterQueue", "OrderEventsFailureQueue"} <= dead
+    not_empty = {
+        dims["QueueName"]["Fn::GetAtt"][0]
+        for props in alarms.values()
+        for namespace, name, dims in _alarm_metrics(props)
+        if (namespace, name) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        and (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    }
+    assert dead <= not_empty, dead - not_empty
+
+
+def test_the_alarms_page_on_poller_lag_provider_errors_webhook_rejects_and_the_publisher():
+    alarms = _alarms()
+
+    def reading(namespace: str, name: str, **dims) -> list[str]:
+        return sorted(
+            k
+            for k, props in alarms.items()
+            if any(
+                (n_s, n) == (namespace, name) and all(d.get(key) == value for key, value in dims.items())
+                for n_s, n, d in _alarm_metrics(props)
+            )
+        )
+
+    (lag,) = reading(NAMESPACE, "PollerLag")
+    assert alarms[lag]["Threshold"] == {"Ref": "PollerLagAlarmSeconds"}
+    assert RAW["Parameters"]["PollerLagAlarmSeconds"]["Type"] == "Number"
+    for provider in ("flexfactor", "cybersource"):
+        (rate,) = reading(NAMESPACE, "ProviderErrors", Provider=provider)
+        props = alarms[rate]
+        assert props["Threshold"] == {"Ref": "ProviderErrorRateAlarmPercent"}
+        (returned,) = [q for q in props["Metrics"] if q.get("ReturnData")]
+        assert "100 * failed / calls" in returned["Expression"]  # a rate, not a count
+        stats = {q["Id"]: q["MetricStat"]["Stat"] for q in props["Metrics"] if "MetricStat" in q}
+        assert stats == {"failed": "Sum", "calls": "SampleCount"}
+    (rejects,) = reading(NAMESPACE, "WebhookRejected")
+    assert alarms[rejects]["Threshold"] == {"Ref": "WebhookRejectsAlarmCount"}
+    publisher = {"FunctionName": {"Ref": "PublishOrderEventsFunction"}}
+    assert reading("AWS/Lambda", "Errors", **publisher) and reading("AWS/Lambda", "IteratorAge", **publisher)
+    assert reading(
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        QueueName={"Fn::GetAtt": ["OrderEventsFailureQueue", "QueueName"]},
+    )
+
+
+def _dashboard() -> dict:
+    """The dashboard's body, Fn::Sub'd with placeholders: pseudo parameters, parameters'
+    defaults, ``<LogicalId>-ref`` for a resource's Ref and ``<LogicalId>-<Attr>`` for its
+    attributes (each variable must name one that exists)."""
+    import json
+    import re
+
+    (dashboard,) = [r for r in RAW["Resources"].values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(text, str), "no Fn::Sub variables map: every name is a template's"
+    pseudo = {"AWS::StackName": PLACEHOLDER_STACK, "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name in pseudo:
+            return pseudo[name]
+        if name in RAW["Parameters"]:
+            return str(RAW["Parameters"][name]["Default"])
+        logical, _, attribute = name.partition(".")
+        assert logical in RAW["Resources"], f"${{{name}}} names nothing in the template"
+        return f"{logical}-{attribute or 'ref'}"
+
+    return json.loads(re.sub(r"\$\{([^}]+)\}", value, text))
+
+
+def _dashboard_metrics(body: dict) -> list[tuple[str, str, dict]]:
+    """(namespace, metric name, {dimension: value}) of every metric a widget graphs, SEARCH
+    expressions included (their schema's dimensions, valued "*" unless the search term names one)."""
+    import re
+
+    found = []
+    for widget in body["widgets"]:
+        for entry in widget["properties"].get("metrics", []):
+            if isinstance(entry, dict):
+                for schema, terms in re.findall(r"SEARCH\('\{([^}]*)\}([^']*)'", entry["expression"]):
+                    namespace, *names = schema.split(",")
+                    named = dict(re.findall(r'(\w+)="([^"]*)"', terms))
+                    metric = named.pop("MetricName")
+                    found.append((namespace, metric, {n: named.get(n, "*") for n in names}))
+                continue
+            fields = entry[:-1] if isinstance(entry[-1], dict) else entry
+            namespace, name, *pairs = fields
+            assert "..." not in pairs and len(pairs) % 2 == 0, entry
+            found.append((namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))))
+    return found
+
+
+def test_the_dashboard_is_json_and_shows_every_function_queue_and_alarm():
+    body = _dashboard()
+    graphed = {(ns, name, tuple(sorted(dims.items()))) for ns, name, dims in _dashboard_metrics(body)}
+    functions = [k for k, r in RAW["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) >= 7
+    for function in functions:
+        for metric in ("Errors", "Throttles", "Duration"):
+            assert ("AWS/Lambda", metric, (("FunctionName", f"{function}-ref"),)) in graphed, (function, metric)
+    queues = [k for k, r in RAW["Resources"].items() if r["Type"] == "AWS::SQS::Queue"]
+    assert len(queues) >= 5
+    for queue in queues:
+        for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+            assert ("AWS/SQS", metric, (("QueueName", f"{queue}-QueueName"),)) in graphed, (queue, metric)
+    (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert sorted(alarm_widget["properties"]["alarms"]) == sorted(f"{a}-Arn" for a in _alarms())
+    for name in ("DeclineReceived", "DeclineSubmitted", "OrdersResolved", "RescuedAmount", "TimeToResolution"):
+        assert any(metric == name for _, metric, _ in graphed), name
+    assert all(w["properties"].get("region", "eu-west-1") == "eu-west-1" for w in body["widgets"])
+
+
+def test_every_metric_the_dashboard_and_alarms_read_is_one_the_code_emits():
+    """Names from runtime/metric_names.py, with a dimension set the code prints them with
+    (its DIMENSION_SETS for the recovery metrics, always with this stack's Stack; service
+    alone for the function-wide counters): a misspelt name or dimension would graph and
+    alarm on nothing, silently."""
+    from decline_rescue.runtime import metric_names as m
+
+    dimension_words = {m.SERVICE, m.STACK, m.PATH, m.OUTCOME, m.RULE, m.CURRENCY, m.REASON, m.PROVIDER}
+    dimension_words |= {m.OPERATION, m.CIT, m.MIT}
+    names = {v for k, v in vars(m).items() if k.isupper() and isinstance(v, str)} - dimension_words
+    names |= set(m.ORDER_UPDATE.values()) | set(m.POLL_COUNTS.values())
+    used = [("dashboard", *metric) for metric in _dashboard_metrics(_dashboard())]
+    used += [(alarm, *metric) for alarm, props in _alarms().items() for metric in _alarm_metrics(props)]
+    ours = [(where, name, dims) for where, namespace, name, dims in used if namespace == NAMESPACE]
+    assert {name for _, name, _ in ours} >= {"PollerLag", "ProviderErrors", "WebhookRejected", "RescuedAmount"}
+    for where, name, dims in ours:
+        assert name in names, f"{where}: {name} is not in runtime/metric_names.py"
+        assert dims.get("service") in (SERVICE, "*"), (where, name)  # ("*": a SEARCH's schema)
+        rest = tuple(sorted(set(dims) - {"service", "Stack"}))
+        if name not in m.DIMENSION_SETS:
+            assert set(dims) == {"service"}, f"{where}: {name} is counted by service alone"
+            continue
+        emitted = {tuple(sorted(s)) for s in m.DIMENSION_SETS[name]}
+        if set(dims) == {"service"}:
+            assert m.SERVICE_ALONE in m.DIMENSION_SETS[name], (where, name)
+            continue
+        assert dims.get("Stack") in (PLACEHOLDER_STACK, {"Ref": "AWS::StackName"}), f"{where}: {name} of this stack"
+        assert rest in emitted, f"{where}: {name} is not emitted by {rest}"
+    assert {namespace for _, namespace, _, _ in used} == {NAMESPACE, "AWS/Lambda", "AWS/SQS"}

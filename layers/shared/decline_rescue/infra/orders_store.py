@@ -518,10 +518,14 @@ class OrdersTable:
             return "exists" if reasons and reasons[0] == "ConditionalCheckFailed" else "changed"
         return "held"
 
-    def release_refund(self, order_id: str, key: str, *, held: int, amount: int) -> bool:
-        """FlexFactor refused the refund: forget it and give its amount back (on the order's
-        ``refundHeld`` as read); False when that changed (read it again)."""
-        values: dict[str, Any] = {":after": {"N": str(max(0, held - amount))}, ":held": {"S": "HELD"}}
+    def release_refund(
+        self, order_id: str, key: str, *, held: int, amount: int, states: tuple[str, ...] = ("HELD",)
+    ) -> bool:
+        """FlexFactor refused the refund (or an operator found it was never made): forget it
+        and give its amount back (on the order's ``refundHeld`` as read), if the refund is in
+        one of ``states``; False when that changed (read it again)."""
+        values: dict[str, Any] = {":after": {"N": str(max(0, held - amount))}}
+        state_values = {f":s{i}": {"S": state} for i, state in enumerate(states)}
         try:
             client("dynamodb").transact_write_items(
                 TransactItems=[
@@ -529,8 +533,8 @@ class OrdersTable:
                         "Delete": {
                             "TableName": self.table,
                             "Key": self._refund_key(order_id, key),
-                            "ConditionExpression": "refundState = :held",
-                            "ExpressionAttributeValues": {":held": values.pop(":held")},
+                            "ConditionExpression": f"refundState IN ({', '.join(state_values)})",
+                            "ExpressionAttributeValues": state_values,
                         }
                     },
                     {

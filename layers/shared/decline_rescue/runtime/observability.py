@@ -10,17 +10,29 @@ start) even when tracing is off. Off (``POWERTOOLS_TRACE_DISABLED``, or outside 
 by Powertools' own rule), ``capture_lambda_handler`` leaves the handler as it is, which
 is what the disabled Tracer's wrapper amounts to; on (deployed), the handler is wrapped
 at import by the real Tracer, which patches boto3 and httpx as before.
+
+Metrics: ``metrics`` is the invocation's Powertools ``Metrics`` (counters by ``service``,
+printed when the handler ends); ``emit`` prints the recovery metrics, which have
+dimension sets of their own, and ``provider_call`` measures provider calls with it
+(names and dimension sets: ``runtime.metric_names``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from decline_rescue.domain.carddata import redact
+from decline_rescue.domain.errors import ProviderError
+from decline_rescue.runtime import metric_names as m
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):
@@ -77,3 +89,79 @@ class LazyTracer:
 logger = Logger(logger_formatter=RedactingFormatter())
 tracer = LazyTracer()
 metrics = Metrics()
+
+
+# -- recovery metrics: their own dimension sets (runtime.metric_names) ----------------
+
+STACK_ENV = "STACK_NAME"  # the template's Globals set it to the stack's name: the Stack dimension
+
+
+def emit(
+    values: Iterable[tuple[str, str, float]],
+    dimensions: Mapping[str, str],
+    *,
+    rollups: Iterable[Iterable[str]] = (),
+    service_total: bool = False,
+) -> None:
+    """Print ``values`` ((name, unit, value) each) at once, as one EMF record of their own:
+    by ``dimensions``, and by each of ``rollups`` (names among ``dimensions``; an empty
+    one: the stack alone), every set with ``service`` and ``Stack``; ``service_total``: by
+    ``service`` alone too, the one set of the function-wide ``metrics``, so that a metric
+    counted there before keeps its series. Powertools ``Metrics`` prints every metric of an
+    invocation with one dimension set; these have others, so each is a Powertools
+    ``EphemeralMetrics`` of its own (nothing shared), printed in one write (``print``
+    writes the line and its newline apart: the poller's threads would interleave them).
+    Never raises: a metric that cannot be printed is logged and dropped, never failing the
+    work it measures."""
+    values = list(values)
+    try:
+        from aws_lambda_powertools.metrics import EphemeralMetrics
+        from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+        record = EphemeralMetrics()
+        for name, unit, value in values:
+            record.add_metric(name=name, unit=unit, value=value)
+        stack = os.environ.get(STACK_ENV, "").strip()
+        scope = {m.STACK: stack} if stack else {}
+        for name, value in {**scope, **dimensions}.items():
+            record.add_dimension(name=name, value=value)
+        service = {m.SERVICE: str(record.service)} if record.service else {}
+        for names in rollups:
+            record.add_dimensions(**service, **scope, **{name: dimensions[name] for name in names})
+        if service_total and service:
+            record.add_dimensions(**service)
+        if not is_metrics_disabled():
+            sys.stdout.write(json.dumps(record.serialize_metric_set(), separators=(",", ":")) + "\n")
+    except Exception as exc:  # noqa: BLE001 - a metric must never fail the work it measures
+        logger.warning("metric not emitted", extra={"metrics": [v[0] for v in values], "error": type(exc).__name__})
+
+
+def provider_call(provider: str, operation: str) -> Callable[[Any], Any]:
+    """Decorate a provider client's method: each call's latency (``ProviderLatency``, ms,
+    retries and the token it may fetch included) and ``ProviderErrors`` (1 when it ended
+    in a ``ProviderError``: timeout, unavailable after retries, credentials refused,
+    refused or unreadable answer; 0 otherwise, so that its Average is the error rate), by
+    provider and operation, and by provider. A refusal the provider answered on purpose
+    (a 400 naming our fields, a capture it declines) is an answer, not an error."""
+
+    def decorate(function: Any) -> Any:
+        @functools.wraps(function)
+        def measured(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            failed = 0
+            try:
+                return function(*args, **kwargs)
+            except ProviderError:
+                failed = 1
+                raise
+            finally:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                emit(
+                    [(m.PROVIDER_LATENCY, "Milliseconds", round(elapsed_ms, 1)), (m.PROVIDER_ERRORS, "Count", failed)],
+                    {m.PROVIDER: provider, m.OPERATION: operation},
+                    rollups=[(m.PROVIDER,)],
+                )
+
+        return measured
+
+    return decorate

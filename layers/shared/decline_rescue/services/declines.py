@@ -31,6 +31,7 @@ from typing import Any
 
 from decline_rescue.domain import eligibility
 from decline_rescue.domain import statuses as st
+from decline_rescue.domain.clock import iso
 from decline_rescue.domain.contract import EvaluateRequest, validate_request
 from decline_rescue.domain.errors import DeclineRescueError
 from decline_rescue.domain.updates import ADOPTABLE, ANSWER, FINGERPRINT, QUEUED_MESSAGE, OrderUpdate, Result
@@ -278,10 +279,11 @@ def _submit(
     if not decision.eligible:
         answer = _answer(order_id, NOT_SUBMITTED, submitted=False, reason=decision.reason())
         _record(request, existing, NOT_SUBMITTED, source, detail=decision.reason(), answer=answer)
-        metrics.add_metric(name=m.DECLINE_NOT_SUBMITTED, unit="Count", value=1)
+        # (DeclineNotSubmitted, like every step of the funnel, is counted by the writer)
         logger.info("decline not submitted", extra={"orderId": order_id, "rule": decision.rule})
         return answer
 
+    submitted_at = iso()  # time to resolution runs from here (services.writer)
     try:
         answer = wiring.flexfactor().evaluate(request.to_provider())
     except ProviderValidationFailed as exc:
@@ -311,10 +313,9 @@ def _submit(
         answer.status,
         source,
         session_key=answer.order_session_key,
-        fields={"senseKey": answer.sense_key},
+        fields={"senseKey": answer.sense_key, writer.SUBMITTED_AT: submitted_at},
         answer=reply,
     )
-    metrics.add_metric(name=m.DECLINE_SUBMITTED, unit="Count", value=1)
     logger.info("decline submitted", extra={"orderId": order_id, "status": status})
     return _answer(order_id, status, orderSessionKey=answer.order_session_key, submitted=True)
 
@@ -459,7 +460,6 @@ def _close_queued_order(raw: Any, exc) -> bool:
         reason=reason,
     )
     writer.apply(update, state=state, fields={ANSWER: _answer(order_id, NOT_SUBMITTED, submitted=False, reason=reason)})
-    metrics.add_metric(name=m.DECLINE_NOT_SUBMITTED, unit="Count", value=1)
     logger.info("queued decline invalid when dequeued", extra={"orderId": order_id, "problems": len(exc.problems)})
     return True
 

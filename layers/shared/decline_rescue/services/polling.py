@@ -48,7 +48,7 @@ from decline_rescue.providers.flexfactor import vocabulary
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
-from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.runtime.observability import emit, logger, metrics
 from decline_rescue.services import writer
 
 # due orders per index read: ~300 KB of projected items, under a Query's 1 MB answer;
@@ -77,6 +77,7 @@ class Poller:
         self.rng = rng or random.Random()
         self.counts: Counter[str] = Counter()
         self._failures_in_a_row = 0
+        self._oldest_due: str | None = None  # the earliest nextPollAt read (the index's order: text)
 
     # -- timing ---------------------------------------------------------------------
 
@@ -272,6 +273,7 @@ class Poller:
                 while ahead:
                     shard, items, cursor = ahead.popleft().result()
                     self.counts["read"] += len(items)
+                    self._saw_due(items)
                     if cursor is not None:
                         turns.append((shard, cursor))  # this shard's next page, after the others'
                     if not ahead and turns:
@@ -281,6 +283,23 @@ class Poller:
                 for future in ahead:
                     with suppress(Exception):
                         self.counts["read"] += len(future.result()[1])
+                        self._saw_due(future.result()[1])
+                self._emit_lag()
+
+    def _saw_due(self, items: list[dict[str, Any]]) -> None:
+        """A page of due orders, earliest first (the index's sort key is ``nextPollAt``)."""
+        first = items[0].get("nextPollAt") if items else None
+        if isinstance(first, str) and (self._oldest_due is None or first < self._oldest_due):
+            self._oldest_due = first
+
+    def _emit_lag(self) -> None:
+        """PollerLag: how long the oldest due order this run read had been due when the run
+        began (0 when none was due); once per run, whether it ended well or not. Every
+        shard's first page is read first, so the oldest of all is seen, unless a run whose
+        index reads are slow stopped before reaching a shard."""
+        due_since = _parse(self._oldest_due)
+        lag = max((self.now - due_since).total_seconds(), 0.0) if due_since else 0.0
+        emit([(m.POLLER_LAG, "Seconds", round(lag, 3))], {})
 
     def _work(self, item: dict[str, Any]) -> Plan:
         try:

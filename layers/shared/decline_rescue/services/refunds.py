@@ -38,17 +38,13 @@ import uuid
 from typing import Any
 
 from decline_rescue.domain import statuses as st
-from decline_rescue.domain.carddata import find_pans
 from decline_rescue.domain.clock import iso
 from decline_rescue.domain.data.iso import exponent
 from decline_rescue.domain.errors import (
     DeclineRescueError,
-    FieldProblem,
-    InvalidRequest,
     ProviderAuthError,
     ProviderRejected,
 )
-from decline_rescue.domain.strict_json import ORDER_ID
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
@@ -58,8 +54,6 @@ from decline_rescue.services.actions import OrderStateConflict
 from decline_rescue.services.orders import OrderNotFound
 
 _NAMESPACE = uuid.UUID("0d3c6a57-9f0e-4b1f-8a5e-7c2b9e4d1f60")
-MAX_REASON = 255
-FIELDS = frozenset({"amount", "reason", "idempotencyKey"})
 MAX_TRIES = 5
 
 
@@ -107,31 +101,12 @@ def major_units(amount: int, currency: str) -> str:
 
 
 def _parse(body: Any) -> tuple[int | None, str | None, str | None]:
-    if body is None:
-        return None, None, None
-    if not isinstance(body, dict):
-        raise InvalidRequest([FieldProblem("body", "type", "must be a JSON object")])
-    problems = [
-        FieldProblem(k, "unknown", "is not a refund field (amount, reason, idempotencyKey)")
-        for k in body
-        if k not in FIELDS
-    ]
-    amount, reason, key = body.get("amount"), body.get("reason"), body.get("idempotencyKey")
-    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0):
-        problems.append(
-            FieldProblem("amount", "type", "must be a positive integer in the currency's minor units (cents for USD)")
-        )
-    if reason is not None:
-        if not isinstance(reason, str) or len(reason) > MAX_REASON:
-            problems.append(FieldProblem("reason", "type", f"must be a string of at most {MAX_REASON} characters"))
-        elif find_pans(reason):
-            problems.append(FieldProblem("reason", "card_number_not_allowed", "holds what looks like a card number"))
-        reason = reason.strip() or None if isinstance(reason, str) else reason
-    if key is not None and (not isinstance(key, str) or not ORDER_ID.fullmatch(key) or find_pans(key)):
-        problems.append(FieldProblem("idempotencyKey", "format", "must be 1-128 letters, digits or . _ : -"))
-    if problems:
-        raise InvalidRequest(problems)
-    return amount, reason, key
+    # the refund body's model (openapi.yaml documents it); imported here: pydantic stays
+    # out of the orders API's cold start
+    from decline_rescue.domain.api_models import RefundRequest
+
+    request = RefundRequest.parse(body)
+    return request.amount, request.reason, request.idempotencyKey
 
 
 def _fingerprint(amount: int | None, reason: str | None) -> str:
@@ -153,7 +128,7 @@ def refund(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str,
                 raise RefundKeyReused("this idempotencyKey was used for a refund with another amount or reason")
             state = record.get("refundState")
             if state == "DONE":
-                return {**record["answer"], "replayed": True}
+                return {**record["answer"], "replayed": True, "result": "duplicate"}
             if state == "HELD" and int(record.get("askingUntil") or 0) > time.time() * 1000:
                 raise RefundInProgress("this refund is being asked of FlexFactor right now: retry in a few seconds")
             if state == "HELD":  # its asker died mid-way: FlexFactor may have refunded
@@ -247,10 +222,46 @@ def _surely_not_sent(exc: Exception) -> bool:
     return reason.startswith(("unreachable (ConnectError", "timed out (ConnectTimeout", "HTTP 429", "HTTP 503"))
 
 
-def _release(order_id: str, key: str, amount: int) -> None:
+def _release(order_id: str, key: str, amount: int, *, states: tuple[str, ...] = ("HELD",)) -> None:
     table = wiring.orders()
     for _ in range(MAX_TRIES):
         state = table.get_state(order_id) or {}
-        if table.release_refund(order_id, key, held=int(state.get("refundHeld") or 0), amount=amount):
+        held = int(state.get("refundHeld") or 0)
+        if table.release_refund(order_id, key, held=held, amount=amount, states=states):
             return
     logger.error("refund hold not released", extra={"orderId": order_id, "refundId": key})
+
+
+def settle(order_id: str, refund_id: str, *, refunded: bool, transaction_id: str | None = None) -> dict[str, Any]:
+    """An operator's verdict on a refund whose outcome was lost (``UNKNOWN``, or ``HELD``
+    by a request that died), after looking at FlexFactor's records: ``refunded`` records it
+    through the single writer (``OrderRefunded``, ``refundedAmount``); not refunded gives
+    the hold back, so the amount can be refunded again. A refund already ``DONE`` is
+    answered as it is; one being asked right now is refused."""
+    table = wiring.orders()
+    record = table.refund_record(order_id, refund_id)
+    if record is None:
+        raise RefundConflict(f"no refund {refund_id} on order {order_id}")
+    state = record.get("refundState")
+    if state == "DONE":
+        return {**record["answer"], "settled": "already recorded"}
+    if state == "HELD" and int(record.get("askingUntil") or 0) > time.time() * 1000:
+        raise RefundInProgress("this refund is being asked of FlexFactor right now: settle it once it has ended")
+    amount = int(record["amount"])
+    if not refunded:
+        _release(order_id, refund_id, amount, states=("HELD", "UNKNOWN"))
+        logger.warning("refund settled as not made", extra={"orderId": order_id, "refundId": refund_id})
+        return {"orderId": order_id, "refundId": refund_id, "status": "NOT_REFUNDED", "amount": amount}
+    order = table.get_state(order_id) or {}
+    answer = {
+        "orderId": order_id,
+        "refundId": refund_id,
+        "status": "REFUNDED",
+        "amount": amount,
+        "currency": order.get("currency"),
+        "providerTransactionId": transaction_id,
+        "settledBy": "operator",
+    }
+    outcome, recorded = writer.record_refund(order_id, refund_id=refund_id, amount=amount, answer=answer)
+    logger.warning("refund settled as made", extra={"orderId": order_id, "refundId": refund_id})
+    return {**recorded, "result": str(outcome.result)}

@@ -33,7 +33,7 @@ from decline_rescue.providers.flexfactor import vocabulary
 from decline_rescue.providers.flexfactor.signatures import WebhookRejected, verify
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
-from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.runtime.observability import emit, logger, metrics
 from decline_rescue.services import writer
 
 MAX_BODY_BYTES = 64 * 1024
@@ -116,6 +116,7 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: s
     cfg = settings.lifecycle()
     lowered = {k.lower(): v for k, v in headers.items()}
     if len(body) > MAX_BODY_BYTES:
+        _rejected("too_large")
         raise InvalidRequest([FieldProblem("body", "too_large", f"must be at most {MAX_BODY_BYTES} bytes")])
     try:
         nonce = verify(
@@ -127,12 +128,12 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: s
             max_skew_seconds=cfg.webhook_max_skew_seconds,
         )
     except WebhookRejected as exc:
-        metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
+        _rejected(exc.reason)
         logger.warning("webhook rejected", extra={"reason": exc.reason})
         raise
     served = {_host(h) for h in (served_on or "", *cfg.webhook_hosts) if h}
     if _host(lowered.get("host", "")) not in served:
-        metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
+        _rejected("host_not_served")
         logger.warning("webhook rejected", extra={"reason": "host_not_served"})
         raise WebhookRejected("host_not_served", "the signed host is not a host this API is served on")
     try:
@@ -154,7 +155,7 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: s
     table = wiring.orders()
     seen = table.record_delivery(nonce, kept, keep_seconds=KEEP_DELIVERIES_SECONDS)
     if seen == "other":
-        metrics.add_metric(name=m.WEBHOOK_REJECTED, unit="Count", value=1)
+        _rejected("replayed_nonce")
         logger.warning("webhook rejected", extra={"reason": "replayed_nonce"})
         raise WebhookRejected("replayed_nonce", "this x-fc-nonce came before with another body")
     if seen == "queued":
@@ -166,6 +167,7 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: s
         update = to_update(payload, nonce)
     except InvalidRequest as exc:
         table.mark_delivery(nonce, delivery="invalid", result=exc.problems[0].as_dict() if exc.problems else {})
+        _rejected("invalid_body")
         raise
     if update is None:
         table.mark_delivery(nonce, delivery="ignored")
@@ -176,6 +178,13 @@ def ingest(method: str, body: bytes, headers: Mapping[str, str], *, served_on: s
     metrics.add_metric(name=m.WEBHOOK_ACCEPTED, unit="Count", value=1)
     logger.info("webhook accepted", extra={"orderId": update.orderId, "event": update.providerStatus})
     return {"received": True, "queued": True}
+
+
+def _rejected(reason: str | None) -> None:
+    """Count a refused delivery by why (the verifier's reasons, ``host_not_served``,
+    ``replayed_nonce``; ``too_large`` and ``invalid_body``, answered 400), by the stack,
+    and by service alone as before."""
+    emit([(m.WEBHOOK_REJECTED, "Count", 1)], {m.REASON: reason or "unknown"}, rollups=[()], service_total=True)
 
 
 def _kept_body(payload: Any, body: bytes) -> str:

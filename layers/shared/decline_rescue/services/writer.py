@@ -13,6 +13,9 @@ chargebacks, the reconciliation of abandoned claims.
 - An update signed by FlexFactor but about another FlexFactor order than ours, or one that
   carries no status, only makes the order due for a poll.
 - Every write is conditional on the version read; a conflict re-reads and decides again.
+- The recovery funnel is counted here, once per order and step, since each change is
+  applied once (``runtime.metric_names``): received (the claim), submitted or not (by
+  rule), resolved (by outcome, with the time from ``submittedAt``), the amount rescued.
 
 Events are not published here: each change's history item, written in the same
 transaction, reaches the event publisher through the table's stream (``order_events``).
@@ -22,17 +25,24 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from decline_rescue.domain import statuses as st
 from decline_rescue.domain.clock import iso, now_utc
+from decline_rescue.domain.clock import parse as parse_time
 from decline_rescue.domain.errors import DeclineRescueError
 from decline_rescue.domain.updates import QUEUED_MESSAGE, Change, OrderUpdate, Outcome, Result
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
-from decline_rescue.runtime.observability import logger, metrics
+from decline_rescue.runtime.observability import emit, logger, metrics
 
 MAX_CONFLICTS = 5
+# when FlexFactor was first asked for the order (its /evaluate call; a claim's creation
+# when only that is known): time to resolution runs from here
+SUBMITTED_AT = "submittedAt"
+# the terminal statuses FlexFactor's decisions end in (NOT_SUBMITTED: never sent)
+RESOLVED = frozenset({st.APPROVED, st.DECLINED, st.CANCELLED, st.EXPIRED})
 
 
 class UpdateConflict(DeclineRescueError):
@@ -78,7 +88,7 @@ def create(
         )
         fields = {**(fields or {}), "reservation": {"card": reservation["card"], "day": reservation["day"]}}
     change = Change(order["orderId"], None, status, 1, source, iso(), detail)
-    return table.commit(
+    written = table.commit(
         change,
         order=order,
         fields=fields,
@@ -87,6 +97,8 @@ def create(
         key_ttl_seconds=settings.idempotency_ttl_seconds(),
         also_write=extra,
     )
+    emit([(m.DECLINE_RECEIVED, "Count", 1)], {m.PATH: _path(order)})
+    return written
 
 
 def take_lease(
@@ -149,6 +161,8 @@ def apply(
             time.sleep(0.05 * attempt)  # another writer is in the way
             continue
         metrics.add_metric(name=m.ORDER_UPDATE[outcome.result], unit="Count", value=1)
+        if outcome.result == Result.APPLIED and outcome.change is not None:
+            _recovery_metrics(outcome.change, {**state, **(fields or {})})
         logger.info(
             "order update",
             extra={"orderId": order_id, "result": str(outcome.result), "status": outcome.status, **update.describe()},
@@ -159,6 +173,49 @@ def apply(
 
 class _Reread(Exception):
     pass
+
+
+def _path(order: dict[str, Any]) -> str:
+    return m.MIT if order.get("isMIT") else m.CIT
+
+
+def _recovery_metrics(change: Change, order: dict[str, Any]) -> None:
+    """The recovery funnel's metrics of one applied status change (``order``: the order as
+    written, before the change): each order counts once at each step, since the writer
+    applies each change once."""
+    path = {m.PATH: _path(order)}
+    if change.previous in st.INTAKE:
+        if change.status == st.NOT_SUBMITTED:
+            rule = (change.detail or {}).get("rule")
+            emit(
+                [(m.DECLINE_NOT_SUBMITTED, "Count", 1)],
+                {**path, m.RULE: _label(rule)},
+                rollups=[(m.PATH,)],
+                service_total=True,
+            )
+        else:
+            emit([(m.DECLINE_SUBMITTED, "Count", 1)], path, service_total=True)
+    if change.status not in RESOLVED:
+        return
+    values: list[tuple[str, str, float]] = [(m.ORDERS_RESOLVED, "Count", 1)]
+    started, ended = parse_time(order.get(SUBMITTED_AT) or order.get("createdAt")), parse_time(change.at)
+    if started and ended:
+        values.append((m.TIME_TO_RESOLUTION, "Seconds", round(max((ended - started).total_seconds(), 0.0), 3)))
+    emit(values, {**path, m.OUTCOME: change.status}, rollups=[(m.PATH,)])
+    if change.status == st.APPROVED:
+        amount = order.get("capturedAmount") or order.get("amount")
+        currency = str(order.get("currency") or "").upper()
+        if isinstance(amount, (int, float, Decimal)) and not isinstance(amount, bool) and amount > 0:
+            emit(
+                [(m.RESCUED_AMOUNT, "None", int(amount))],
+                {**path, m.CURRENCY: currency if len(currency) == 3 and currency.isalpha() else "XXX"},
+            )
+
+
+def _label(value: Any) -> str:
+    """A dimension value from data (a rule's name): short and plain, else ``other``."""
+    text = str(value or "")
+    return text if 0 < len(text) <= 40 and text.replace("_", "").isalnum() and text.isascii() else "other"
 
 
 def _decide_and_write(
@@ -208,6 +265,11 @@ def _decide_and_write(
     write_fields = {**fields, "providerStatus": update.providerStatus}
     if update.orderSessionKey and not known_key:
         write_fields["orderSessionKey"] = update.orderSessionKey
+    if current in st.INTAKE and update.status not in (None, *st.INTAKE, st.NOT_SUBMITTED):
+        # leaving intake for FlexFactor's decision: submitted (the decline path says when it
+        # called /evaluate; a claim's request that died, when it was claimed, just before)
+        started = state.get("createdAt") if current == st.RECEIVED else None
+        write_fields.setdefault(SUBMITTED_AT, started or iso())
 
     try:
         if update.event:

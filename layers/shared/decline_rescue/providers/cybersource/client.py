@@ -30,7 +30,7 @@ from decline_rescue.domain.errors import (
 )
 from decline_rescue.infra.http import Prepared, ProviderHttp
 from decline_rescue.providers.cybersource import http_signature
-from decline_rescue.runtime.observability import logger
+from decline_rescue.runtime.observability import logger, provider_call
 
 PROVIDER = "cybersource"
 SESSIONS_PATH = "/flex/v2/sessions"
@@ -101,6 +101,7 @@ class CybersourceClient:
 
     # -- sessions -------------------------------------------------------------------
 
+    @provider_call(PROVIDER, "create_session")
     def create_session(self, fields: dict[str, Any]) -> str:
         """POST /flex/v2/sessions; the compact capture-context JWT the provider returned."""
         body = json.dumps({"fields": fields}, separators=(",", ":")).encode("utf-8")
@@ -154,6 +155,11 @@ class CybersourceClient:
                 return cached, False
         if not _KID.match(kid):
             raise _unverified("unknown_kid", "the key id is not well formed")
+        return self._fetch_public_key(kid), True
+
+    @provider_call(PROVIDER, "public_key")
+    def _fetch_public_key(self, kid: str) -> jwt.PyJWK:
+        """GET /flex/v2/public-keys/{kid}, kept by kid (a call to Cybersource: measured)."""
         path = f"/flex/v2/public-keys/{kid}"
         response = self.http.request("GET", path, lambda: Prepared(headers={"Accept": "application/json"}))
         if response.status_code == 404:
@@ -173,7 +179,7 @@ class CybersourceClient:
             raise _unverified("bad_key", f"public key {kid} is unusable ({type(exc).__name__})") from None
         with self._keys_lock:
             self._keys[kid] = key
-        return key, True
+        return key
 
     # -- verification ---------------------------------------------------------------
 

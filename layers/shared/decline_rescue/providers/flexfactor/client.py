@@ -43,7 +43,7 @@ from decline_rescue.domain.errors import (
     ProviderRejected,
 )
 from decline_rescue.infra.http import Prepared, ProviderHttp
-from decline_rescue.runtime.observability import logger
+from decline_rescue.runtime.observability import logger, provider_call
 
 PROVIDER = "flexfactor"
 TOKEN_PATH = "/v1/oauth2/token"
@@ -96,6 +96,7 @@ class FlexFactorClient:
 
     # -- token ----------------------------------------------------------------------
 
+    @provider_call(PROVIDER, "token")
     def _fetch_token(self) -> None:
         for force in (False, True):
             creds = self._credentials(force)
@@ -162,6 +163,7 @@ class FlexFactorClient:
 
     # -- endpoints ------------------------------------------------------------------
 
+    @provider_call(PROVIDER, "evaluate")
     def evaluate(self, body: dict[str, Any]) -> EvaluateAnswer:
         response = self._authorized("POST", "/v1/evaluate", json.dumps(body, separators=(",", ":")).encode())
         if response.status_code == 400:
@@ -185,6 +187,7 @@ class FlexFactorClient:
             )
         return EvaluateAnswer(status, str(key), data.get("senseKey"), data)
 
+    @provider_call(PROVIDER, "get_order")
     def get_order(self, order_session_key: str) -> dict[str, Any] | None:
         response = self._authorized("GET", f"/v1/orders/{quote(order_session_key, safe='')}", retry_statuses=_NONE)
         if response.status_code == 404:
@@ -193,6 +196,7 @@ class FlexFactorClient:
             raise ProviderRejected(PROVIDER, f"FlexFactor order lookup failed (HTTP {response.status_code})")
         return _object(response)
 
+    @provider_call(PROVIDER, "list_orders")
     def list_orders(self, **params: Any) -> dict[str, Any]:
         """One page of ``GET /v1/orders`` (``from``, ``to``, ``status``, ``pageSize``, ...)."""
         query = urlencode({k: v for k, v in params.items() if v is not None})
@@ -201,16 +205,19 @@ class FlexFactorClient:
             raise ProviderRejected(PROVIDER, f"FlexFactor order list failed (HTTP {response.status_code})")
         return _object(response)
 
+    @provider_call(PROVIDER, "capture")
     def capture(self, *, idempotency_key: str, order_session_key: str, amount: int, currency: str) -> ActionAnswer:
         body = {"idempotencyKey": idempotency_key, "orderId": order_session_key, "amount": amount, "currency": currency}
         response = self._authorized("POST", "/v1/capture", _json(body), retry_statuses=_NONE)
         return _action(response, "capture")
 
+    @provider_call(PROVIDER, "cancel")
     def cancel(self, *, order_session_key: str, idempotency_key: str) -> ActionAnswer:
         path = f"/v1/orders/{quote(order_session_key, safe='')}/cancel"
         response = self._authorized("POST", path, _json({"idempotencyKey": idempotency_key}), retry_statuses=_NONE)
         return _action(response, "cancel")
 
+    @provider_call(PROVIDER, "external_cancel")
     def external_cancel(self, *, external_order_id: str) -> ActionAnswer | None:
         """Cancel by the merchant's orderId (``POST /v1/orders/{externalOrderId}/external-cancel``);
         None when FlexFactor has no order under it (404: nothing was submitted)."""
@@ -227,6 +234,7 @@ class FlexFactorClient:
             return ActionAnswer(False, 404, "FlexFactor answered the external-cancel route with Not Found", {})
         return _action(response, "external-cancel")
 
+    @provider_call(PROVIDER, "refund")
     def refund(self, *, order_session_key: str, amount: str, message: str | None = None) -> ActionAnswer:
         """``POST /v1/orders/{id}/refund``; ``amount`` in the currency's major units as a
         decimal string ("12.34", "1500" for JPY, "1.500" for KWD): written into the JSON as
