@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +42,7 @@ Invoke = Callable[[str, dict[str, Any]], tuple[bool, Any]]
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 MAX_SKEW_SECONDS = 300
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Gateway:
             moment = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         except (KeyError, ValueError):
             return None, _forbidden("Authorization header requires 'Credential', 'Signature', 'SignedHeaders'")
+        if not _SIGNATURE.fullmatch(signature):
+            return None, _forbidden("The request signature we calculated does not match the signature you provided.")
         principal = self.principals.get(access_key)
         if principal is None:
             return None, _forbidden("The security token included in the request is invalid.")
@@ -164,6 +169,10 @@ class Gateway:
         expected = signer.signature(
             signer.string_to_sign(aws_request, signer.canonical_request(aws_request)), aws_request
         )
+        claimed = request.headers.get("X-Amz-Content-Sha256")
+        if claimed is not None and claimed != hashlib.sha256(request.get_data(cache=True)).hexdigest():
+            # (a signed hash of another body, or UNSIGNED-PAYLOAD: the body would be anyone's)
+            return None, _forbidden("The provided 'x-amz-content-sha256' header does not match what was computed.")
         if not hmac.compare_digest(expected, signature):
             return None, _forbidden(
                 "The request signature we calculated does not match the signature you provided. Check your AWS "

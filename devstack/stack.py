@@ -508,7 +508,7 @@ class LocalStack:
             self.stack.routes,
             self.invoke,
             cfg.api_key,
-            stage="local",
+            stage=self.parameters.effective.get("Stage") or "local",  # as the caller policies name it
             local_routes={
                 "/__local/events": self._list_events,
                 # the API's OpenAPI document, without API Gateway's x-amazon-* extensions

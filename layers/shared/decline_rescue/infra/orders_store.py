@@ -542,7 +542,9 @@ class OrdersTable:
                             "TableName": self.table,
                             "Key": self._key(order_id),
                             "UpdateExpression": "SET refundHeld = :after",
-                            "ConditionExpression": self._held_condition(held, values, ":before"),
+                            # (never an order item made from nothing)
+                            "ConditionExpression": "attribute_exists(pk) AND "
+                            + self._held_condition(held, values, ":before"),
                             "ExpressionAttributeValues": values,
                         }
                     },

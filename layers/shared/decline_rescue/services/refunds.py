@@ -222,13 +222,17 @@ def _surely_not_sent(exc: Exception) -> bool:
     return reason.startswith(("unreachable (ConnectError", "timed out (ConnectTimeout", "HTTP 429", "HTTP 503"))
 
 
-def _release(order_id: str, key: str, amount: int, *, states: tuple[str, ...] = ("HELD",)) -> None:
+def _release(order_id: str, key: str, amount: int, *, states: tuple[str, ...] = ("HELD",)) -> bool:
+    """Give the hold back; False when the refund is no longer in ``states`` (recorded meanwhile)."""
     table = wiring.orders()
     for _ in range(MAX_TRIES):
         state = table.get_state(order_id) or {}
         held = int(state.get("refundHeld") or 0)
         if table.release_refund(order_id, key, held=held, amount=amount, states=states):
-            return
+            return True
+        record = table.refund_record(order_id, key)
+        if record is None or record.get("refundState") not in states:
+            return False
     logger.error("refund hold not released", extra={"orderId": order_id, "refundId": key})
 
 
@@ -249,7 +253,12 @@ def settle(order_id: str, refund_id: str, *, refunded: bool, transaction_id: str
         raise RefundInProgress("this refund is being asked of FlexFactor right now: settle it once it has ended")
     amount = int(record["amount"])
     if not refunded:
-        _release(order_id, refund_id, amount, states=("HELD", "UNKNOWN"))
+        if not _release(order_id, refund_id, amount, states=("HELD", "UNKNOWN")):
+            after = table.refund_record(order_id, refund_id) or {}
+            raise RefundConflict(
+                f"refund {refund_id} was not released: it is {after.get('refundState', 'gone')} now "
+                "(recorded as made meanwhile?): look at the order before doing anything else"
+            )
         logger.warning("refund settled as not made", extra={"orderId": order_id, "refundId": refund_id})
         return {"orderId": order_id, "refundId": refund_id, "status": "NOT_REFUNDED", "amount": amount}
     order = table.get_state(order_id) or {}

@@ -162,7 +162,10 @@ def apply(
             continue
         metrics.add_metric(name=m.ORDER_UPDATE[outcome.result], unit="Count", value=1)
         if outcome.result == Result.APPLIED and outcome.change is not None:
-            _recovery_metrics(outcome.change, {**state, **(fields or {})})
+            try:  # the change is written: its metrics never fail it
+                _recovery_metrics(outcome.change, {**state, **(fields or {})})
+            except Exception:  # noqa: BLE001
+                logger.exception("recovery metrics not emitted", extra={"orderId": order_id})
         logger.info(
             "order update",
             extra={"orderId": order_id, "result": str(outcome.result), "status": outcome.status, **update.describe()},
