@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.template import ACCOUNT_ID, Resolver
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -49,7 +51,6 @@ BUILD = ROOT / ".aws-sam" / "build"
 BUILT_LAYER = BUILD / "SharedLayer"
 BIN = Path(sys.executable).parent
 
-ACCOUNT_ID = "123456789012"
 STACKS = ("decline-rescue-dev", "decline-rescue-prod")
 # Lambda: a function and all its layers, unzipped (262,144,000 bytes)
 UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -226,15 +227,17 @@ class PhysicalName:
 
 
 @dataclass
-class NameResolver:
-    """Resolves what a translated template's names are made of, for one stack."""
+class NameResolver(Resolver):
+    """Resolves what a translated template's names are made of, for one stack: the local
+    stack's intrinsic evaluator (``devstack.template.Resolver``), with names for what
+    CloudFormation would generate and nothing guessed."""
 
-    template: dict[str, Any]
-    stack: str
-    region: str
-    parameters: dict[str, str]
     account: str = ACCOUNT_ID
     names: dict[str, str] = field(default_factory=dict)  # logical id -> resolved explicit name
+
+    @property
+    def stack(self) -> str:
+        return self.stack_name
 
     def pseudo(self) -> dict[str, str]:
         return {
@@ -274,64 +277,9 @@ class NameResolver:
             return self.names[logical_id]
         return self.generated(logical_id, attribute)
 
-    def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.template.get("Conditions", {})[name]))
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v for v in (self.resolve(v) for v in value) if v is not None]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Fn::GetAtt":
-                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attribute(logical, attribute)
-            if key == "Fn::Sub":
-                return self._sub(arg)
-            if key == "Fn::Join":
-                separator, items = arg
-                return separator.join(str(i) for i in self.resolve(items))
-            if key == "Fn::Select":
-                index, items = arg
-                return self.resolve(items)[int(self.resolve(index))]
-            if key == "Fn::Split":
-                separator, text = arg
-                return str(self.resolve(text)).split(separator)
-            if key == "Fn::If":
-                name, yes, no = arg
-                return self.resolve(yes if self.condition(name) else no)
-            if key == "Fn::Equals":
-                a, b = (self.resolve(x) for x in arg)
-                return str(a) == str(b)
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::And":
-                return all(self.resolve(x) for x in arg)
-            if key == "Fn::Or":
-                return any(self.resolve(x) for x in arg)
-            if key == "Condition":
-                return self.condition(arg)
-            if key.startswith("Fn::"):
-                raise Unresolved(key)
-        return {k: self.resolve(v) for k, v in value.items()}
-
-    def _sub(self, arg: Any) -> str:
-        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-        variables = {k: self.resolve(v) for k, v in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return str(variables[name])
-            if "." in name and not name.startswith("AWS::"):
-                logical, attribute = name.split(".", 1)
-                return self.attribute(logical, attribute)
-            return str(self.ref(name))
-
-        return re.sub(r"\$\{([^}!][^}]*)\}", replace, text)
+    def unknown(self, key: str) -> None:
+        if key.startswith("Fn::"):  # a name made of something not evaluated here: said, never guessed
+            raise Unresolved(key)
 
 
 def translate(raw: dict[str, Any], stack: str, region: str, parameters: dict[str, str]) -> dict[str, Any]:
@@ -369,7 +317,7 @@ def physical_names(
 ) -> tuple[list[PhysicalName], list[str]]:
     """A translated template's explicit physical names for one stack, and what could not
     be resolved (a warning each)."""
-    resolver = NameResolver(template, stack, region, dict(parameters or {}))
+    resolver = NameResolver(template, dict(parameters or {}), stack, region)
     resources = template.get("Resources", {})
     out: list[PhysicalName] = []
     unresolved: list[str] = []

@@ -130,7 +130,7 @@ class Resolver:
                 return self.ref(arg)
             if key == "Fn::GetAtt":
                 logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attributes[(logical, attr)]
+                return self.attribute(logical, attr)
             if key == "Fn::Sub":
                 return self._sub(arg)
             if key == "Fn::Join":
@@ -156,7 +156,15 @@ class Resolver:
                 return any(self.resolve(x) for x in arg)
             if key == "Condition":
                 return self.condition(arg)
+            self.unknown(key)
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def attribute(self, logical_id: str, attribute: str) -> Any:
+        """``Fn::GetAtt`` (and ``${X.Attr}``): a created resource's attribute."""
+        return self.attributes[(logical_id, attribute)]
+
+    def unknown(self, key: str) -> None:
+        """A one-key object this resolver does not evaluate: kept as data here."""
 
     def _sub(self, arg: Any) -> str:
         text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
@@ -168,7 +176,7 @@ class Resolver:
                 return str(variables[name])
             if "." in name and name.split(".", 1)[0] in self.template.get("Resources", {}):
                 logical, attr = name.split(".", 1)
-                return str(self.attributes[(logical, attr)])
+                return str(self.attribute(logical, attr))
             return str(self.ref(name))
 
         return _SUB_VAR.sub(replace, text)

@@ -22,7 +22,6 @@ merchant with FlexFactor's message, the order unchanged and looked at on the nex
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +113,7 @@ def _cancel_unanswered(order: dict[str, Any], *, lambda_context: Any) -> dict[st
     """Cancel a claim FlexFactor never answered, by the merchant's orderId (see the module)."""
     order_id = order["orderId"]
     budget = settings.flexfactor().calls.budget_seconds
-    until_ms = int((time.time() + budget + 2) * 1000)
+    until_ms = writer.lease_until(lambda_context)
     taken = wiring.orders().take_lease(order_id, version=int(order["version"]), status=st.RECEIVED, until_ms=until_ms)
     if not taken:
         raise OrderStateConflict("the decline is being submitted right now: try the cancel again in a few seconds")

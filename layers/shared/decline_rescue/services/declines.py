@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +66,6 @@ class RequestInProgress(DeclineRescueError):
 
 # -- idempotency: the claim, its key and its lease ------------------------------------
 
-LEASE_MARGIN_MS = 2000  # recording the answer after the provider's last call
 
 _lambda_context: Any = None
 
@@ -80,15 +78,10 @@ def register_context(context: Any) -> None:
 
 
 def _lease_until() -> int:
-    """Until when this request works on its order: its provider calls end within the
-    provider budget (and the invocation), and recording the answer takes a moment more.
-    A request that dies leaves a lease that lapses that soon: its retry, or the queue's
-    redelivery, goes on (FlexFactor answers a repeated key with the same order)."""
-    now = int(time.time() * 1000)
-    budget = int(settings.flexfactor().calls.budget_seconds * 1000)
-    if _lambda_context is not None:
-        budget = min(budget, int(_lambda_context.get_remaining_time_in_millis()))
-    return now + max(budget, 0) + LEASE_MARGIN_MS
+    """This request's lease (``writer.lease_until``): a request that dies leaves one that
+    lapses soon, and its retry, or the queue's redelivery, goes on (FlexFactor answers a
+    repeated key with the same order)."""
+    return writer.lease_until(_lambda_context)
 
 
 def _intake(

@@ -154,7 +154,7 @@ def refund(order_id: str, body: Any, *, lambda_context: Any = None) -> dict[str,
                 f"{amount if asked is not None else 'the rest'} exceeds what is left to refund: {left} of the "
                 f"captured {captured} {order['currency']} minor units, {refunded} refunded{detail}"
             )
-        asking_until = int((time.time() + settings.flexfactor().calls.budget_seconds + 5) * 1000)
+        asking_until = writer.lease_until(margin_ms=5000)
         hold = {
             "amount": amount,
             "fingerprint": fingerprint,

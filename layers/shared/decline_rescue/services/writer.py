@@ -123,6 +123,19 @@ def take_lease(
     )
 
 
+LEASE_MARGIN_MS = 2000  # recording the answer after the provider's last call
+
+
+def lease_until(lambda_context: Any = None, *, margin_ms: int = LEASE_MARGIN_MS) -> int:
+    """Until when a request works on an order (ms since the epoch): its provider calls end
+    within the provider budget (and the invocation), and recording the answer takes a
+    moment more. A request that dies leaves a lease that lapses that soon."""
+    budget = int(settings.flexfactor().calls.budget_seconds * 1000)
+    if lambda_context is not None:
+        budget = min(budget, int(lambda_context.get_remaining_time_in_millis()))
+    return int(time.time() * 1000) + max(budget, 0) + margin_ms
+
+
 def release_lease(order_id: str, *, until_ms: int) -> None:
     wiring.orders().release_lease(order_id, until_ms=until_ms)
 
