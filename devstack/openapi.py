@@ -59,10 +59,19 @@ def _models() -> list[tuple[type, str]]:
     from decline_rescue.domain import api_models as a
     from decline_rescue.domain.contract import EvaluateRequest
 
-    requests = [EvaluateRequest, a.CaptureContextRequest, a.CaptureRequest, a.RefundRequest, a.WebhookEvent]
+    requests = [
+        EvaluateRequest,
+        a.CaptureContextRequest,
+        a.TransientTokenVerifyRequest,
+        a.CaptureRequest,
+        a.RefundRequest,
+        a.WebhookEvent,
+    ]
     answers = [
         a.DeclineAnswer,
         a.CaptureContextAnswer,
+        a.CaptureContextIssued,
+        a.TransientTokenAnswer,
         a.OrderView,
         a.OrderActionAnswer,
         a.RefundAnswer,
@@ -222,6 +231,9 @@ ERROR_SETS: dict[str, tuple[str, ...]] = {
         "REFUND_REFUSED",
     ),
     "WebhookRejectedError": ("WEBHOOK_REJECTED",),
+    "OriginNotAllowedError": ("ORIGIN_NOT_ALLOWED",),
+    "TransientTokenRejectedError": ("TRANSIENT_TOKEN_REJECTED",),
+    "TransientTokenUsedError": ("TRANSIENT_TOKEN_USED",),
     "ProviderFailedError": ("PROVIDER_AUTH_FAILED", "PROVIDER_REJECTED", "PROVIDER_ERROR"),
     "CaptureContextFailedError": (
         "PROVIDER_AUTH_FAILED",
@@ -321,43 +333,138 @@ def _paths() -> dict[str, Any]:
         ),
         "504": _error("The provider did not answer in time: retry with the same key", "ProviderTimeoutError"),
     }
+    microform_example = {
+        "integration": "microform",
+        "targetOrigins": ["https://shop.example"],
+        "allowedCardNetworks": ["VISA", "MASTERCARD", "AMEX"],
+        "allowedPaymentTypes": ["CARD"],
+    }
     capture_context = {
         "post": {
             "operationId": "createCaptureContext",
-            "summary": "Issue a Cybersource Flex capture context",
-            "description": "A verified Flex v2 capture context for the checkout. Body optional: without one "
-            "(or `{}`), the configured default fields; with one, the Flex selection, with or without the "
-            "`fields` wrapper.",
+            "summary": "Issue a Cybersource capture context (Microform v2 or Flex v2)",
+            "description": 'A verified capture context. `"integration": "microform"`: a Microform v2 context '
+            "for a web checkout on `targetOrigins` (each one of the stack's CheckoutOrigins), with the "
+            '`clientLibrary` and `clientLibraryIntegrity` the page loads. Otherwise (`"integration": "flex"` '
+            "or none) a Flex v2 context for a server or native client: body optional; without one (or `{}`), the "
+            "configured default fields; with one, the Flex selection, with or without the `fields` wrapper.",
             "security": merchant,
             "requestBody": {
                 "required": False,
                 "content": _content(
                     "CaptureContextRequest",
-                    {"custom": _event_body("issue_capture_context/post_custom_fields.json")},
+                    {
+                        "microform": microform_example,
+                        "custom": _event_body("issue_capture_context/post_custom_fields.json"),
+                    },
                     nullable=True,
                 ),
             },
             "responses": {
                 "201": {
-                    "description": "A verified capture context",
-                    "content": _content(
-                        "CaptureContextAnswer",
-                        {
-                            "issued": {
-                                "captureContext": "eyJhbGciOiJSUzI1NiIs...",
-                                "expiresAt": "2026-11-22T10:15:00Z",
-                                "keyId": "08xVNfJk6j1Jm1Jg3Vu3Pi4Hn9Rz7SOq",
-                                "requiredFields": ["paymentInformation.card.number"],
-                                "optionalFields": ["paymentInformation.card.securityCode"],
-                            }
-                        },
-                    ),
+                    "description": "A verified capture context (MicroformContextAnswer for integration microform)",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": REF + "CaptureContextIssued"},
+                            "examples": {
+                                "microform": {
+                                    "value": {
+                                        "integration": "microform",
+                                        "captureContext": "eyJraWQiOiJqNCIsImFsZyI6IlJTMjU2In0...",
+                                        "expiresAt": "2026-11-22T10:15:00Z",
+                                        "keyId": "08xVNfJk6j1Jm1Jg3Vu3Pi4Hn9Rz7SOq",
+                                        "clientLibrary": "https://testflex.cybersource.com/microform/bundle/v2.0/"
+                                        "flex-microform.min.js",
+                                        "clientLibraryIntegrity": "sha384-...",
+                                        "targetOrigins": ["https://shop.example"],
+                                        "allowedCardNetworks": ["VISA", "MASTERCARD", "AMEX"],
+                                        "allowedPaymentTypes": ["CARD"],
+                                    }
+                                },
+                                "flex": {
+                                    "value": {
+                                        "captureContext": "eyJhbGciOiJSUzI1NiIs...",
+                                        "expiresAt": "2026-11-22T10:15:00Z",
+                                        "keyId": "08xVNfJk6j1Jm1Jg3Vu3Pi4Hn9Rz7SOq",
+                                        "requiredFields": ["paymentInformation.card.number"],
+                                        "optionalFields": ["paymentInformation.card.securityCode"],
+                                    }
+                                },
+                            },
+                        }
+                    },
                 },
-                "400": _error("The body is not a valid selection", "InvalidRequestError"),
+                "400": _error("The body is not a valid request (the field and rule are named)", "InvalidRequestError"),
+                "422": _error(
+                    "A target origin is not one of the stack's CheckoutOrigins (each is named)", "OriginNotAllowedError"
+                ),
                 **_common(),
                 "502": _error(
                     "Cybersource refused, or its capture context failed verification", "CaptureContextFailedError"
                 ),
+                "503": upstream["503"],
+                "504": upstream["504"],
+            },
+        }
+    }
+    transient_tokens = {
+        "post": {
+            "operationId": "verifyTransientToken",
+            "summary": "Verify a transient token with its capture context",
+            "description": "For the merchant's server, in any language: the transient token the checkout page "
+            "got from createToken and the capture context it used. The context is checked with Cybersource's "
+            "signature, the token with the context's one-time key, its lifetime and that it was made with this "
+            "context; a token is verified once (a replay is 409). The answer is the card summary: never the "
+            "number.",
+            "security": merchant,
+            "requestBody": {
+                "required": True,
+                "content": _content(
+                    "TransientTokenVerifyRequest",
+                    {
+                        "verify": {
+                            "transientToken": "eyJraWQiOiIwOHhWTmZKazZqMUptMUpnM1Z1M1BpNEhuOVJ6N1NPcSIs...",
+                            "captureContext": "eyJraWQiOiJqNCIsImFsZyI6IlJTMjU2In0...",
+                        }
+                    },
+                ),
+            },
+            "responses": {
+                "200": {
+                    "description": "Verified: the card summary",
+                    "content": _content(
+                        "TransientTokenAnswer",
+                        {
+                            "verified": {
+                                "verified": True,
+                                "tokenId": "1C3E9A5F7B2D4F6A8C0E1A3C5E7A9C1E3A5C7E9A1C3E5A7C9E1A3C5E7A9C1E3A",
+                                "type": "mf-2.0.0",
+                                "issuedAt": "2026-11-22T10:01:00Z",
+                                "expiresAt": "2026-11-22T10:16:00Z",
+                                "card": {
+                                    "maskedNumber": "XXXXXXXXXXXX1111",
+                                    "bin": "411111",
+                                    "last4": "1111",
+                                    "type": "001",
+                                    "brand": "VISA",
+                                    "expirationMonth": "12",
+                                    "expirationYear": "2031",
+                                    "securityCode": True,
+                                    "detectedCardTypes": ["001"],
+                                },
+                            }
+                        },
+                    ),
+                },
+                "400": _error("The body is not a valid request (the field and rule are named)", "InvalidRequestError"),
+                "409": _error("The token was verified before (reason replay)", "TransientTokenUsedError"),
+                "422": _error(
+                    "The token does not verify (reason: malformed, bad_algorithm, wrong_context, signature, expired, "
+                    "not_yet_valid, context_expired, issuer, content, capture_context_<why>)",
+                    "TransientTokenRejectedError",
+                ),
+                **_common(),
+                "502": _error("Cybersource's signing key could not be fetched", "CaptureContextFailedError"),
                 "503": upstream["503"],
                 "504": upstream["504"],
             },
@@ -598,6 +705,7 @@ def _paths() -> dict[str, Any]:
         "/orders/{orderId}/capture": capture,
         "/orders/{orderId}/cancel": cancel,
         "/orders/{orderId}/refund": refund,
+        "/transient-tokens/verify": transient_tokens,
         "/webhooks/flexfactor": webhook,
     }
     for methods in paths.values():
@@ -626,7 +734,8 @@ INFO = {
     "title": "decline-rescue merchant API",
     "version": "1.0",
     "description": (
-        "Rescue declined card payments: Cybersource Flex capture contexts for the checkout, FlexFactor decline "
+        "Rescue declined card payments: Cybersource capture contexts (Microform v2, Flex v2) and transient "
+        "tokens for the checkout, FlexFactor decline "
         "evaluation, the orders and the merchant's actions on them, FlexFactor's webhooks.\n\n"
         "Authentication: every route but the webhook needs the API key (x-api-key) and, with ApiAuth=IAM (the "
         "default), a SigV4 signature (service execute-api) too; with ApiAuth=API_KEY the key alone. Every error "
@@ -708,6 +817,7 @@ FUNCTIONS = {
     ("/orders/{orderId}/capture", "post"): "OrdersApiFunction",
     ("/orders/{orderId}/cancel", "post"): "OrdersApiFunction",
     ("/orders/{orderId}/refund", "post"): "OrdersApiFunction",
+    ("/transient-tokens/verify", "post"): "IssueCaptureContextFunction",
     ("/webhooks/flexfactor", "post"): "IngestWebhookFunction",
 }
 # what the gateway checks itself: only what the code would refuse too (see the module)

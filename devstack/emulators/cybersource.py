@@ -15,7 +15,11 @@
   foreign context and missing required fields; answers a transient-token JWT signed with
   the context's one-time key (``iss`` ``Flex/NN``, the suffix drawn per key; ``type``
   ``gda-0.9.0``), with a ``Digest`` header. Capture contexts name the Flex origin in
-  ``flx.origin``; ``start_flex_origin`` serves it and points the emulator at it.
+  ``flx.origin``; ``start_flex_origin`` serves it and points the emulator at it. Faults
+  for it are queued under the endpoint name ``tokens``.
+- ``POST /microform/v2/sessions`` (Microform Integration v2: same authentication, a
+  ``mf-2.1.0`` context) and the Flex origin's client library, field iframe and ``mf-2.0.0``
+  tokens: ``devstack.emulators.microform``.
 
 Default credentials: the official SDK's public sandbox sample merchant ``testrest``.
 Nothing decrypted is ever logged.
@@ -48,6 +52,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from decline_rescue.services.capture_contexts import FLEX_FIELDS
+from devstack.emulators import microform
 from devstack.emulators.base import Emulator, ServerThread, json_response, serve_forever
 
 # The official SDK's public sandbox sample merchant (its own sample configuration).
@@ -158,6 +163,11 @@ class Session:
     expires: int
     # the transient token's issuer, "Flex/NN": real ones vary in the suffix, so clients must too
     issuer: str = "Flex/00"
+    # "flex" (Flex API) or "microform" (Microform v2: page origins, networks, mf-2.0.0 tokens)
+    kind: str = "flex"
+    target_origins: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
+    include_card_prefix: bool = True
 
 
 class CybersourceEmulator(Emulator):
@@ -176,6 +186,7 @@ class CybersourceEmulator(Emulator):
         super().__init__()
         # where capture contexts send clients to tokenize (flx.origin): the Flex origin's URL
         self.flex_origin = flex_origin or UNSET_FLEX_ORIGIN
+        self.microform_assets = microform.Assets()
         self.flex = FlexOrigin(self)
         self.merchants = {merchant_id: (key_id, base64.b64decode(shared_secret))}
         self.max_skew_seconds = max_skew_seconds
@@ -189,6 +200,7 @@ class CybersourceEmulator(Emulator):
     def rules(self) -> list[Rule]:
         return [
             Rule("/flex/v2/sessions", methods=["POST"], endpoint="sessions"),
+            Rule("/microform/v2/sessions", methods=["POST"], endpoint="microform_sessions"),
             Rule("/flex/v2/public-keys/<kid>", methods=["GET"], endpoint="public_keys"),
             Rule("/__emulator/rotate-signing-key", methods=["POST"], endpoint="admin_rotate"),
         ]
@@ -293,6 +305,50 @@ class CybersourceEmulator(Emulator):
         if details:
             return _error(400, "VALIDATION_ERROR", "Field validation failed", details)
 
+        ctx = [{"data": {"requiredFields": required, "optionalFields": optional}, "type": "api-0.1.0"}]
+        return self._issue(ctx, fault, required=tuple(required), optional=tuple(optional))
+
+    def microform_sessions(self, request: Request) -> Response:
+        """Microform Integration v2: the page origins, card networks and payment types the
+        fields take; the context names the client library and its SRI hash."""
+        body = request.get_data(cache=True)
+        if self.authenticate(request, body):
+            return _unauthorized()
+        fault = self.take_fault("microform-sessions")
+        self.apply_delay(fault)
+        if fault and fault.get("status"):
+            return _error(int(fault["status"]), "SERVER_ERROR", "injected fault")
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "VALIDATION_ERROR", "the body is not a JSON object")
+        parsed, details = microform.validate_session_request(payload)
+        if parsed is None:
+            return _error(400, "VALIDATION_ERROR", "Field validation failed", details)
+        data = self.microform_assets.ctx_data(parsed, self.flex_origin)
+        mode = (fault or {}).get("jwt")
+        if mode == "origins_mismatch":
+            data["targetOrigins"] = ["https://origins-mismatch.invalid"]
+        elif mode == "networks_mismatch":
+            data["allowedCardNetworks"] = [n for n in microform.CARD_NETWORKS if n not in parsed.allowed_networks] or [
+                "VISA"
+            ]
+        elif mode == "integrity_mismatch":
+            data["clientLibraryIntegrity"] = "sha384-" + base64.b64encode(hashlib.sha384(b"other").digest()).decode()
+        return self._issue(
+            [{"data": data, "type": microform.CONTEXT_TYPE}],
+            fault,
+            required=microform.REQUIRED_FIELDS,
+            optional=microform.OPTIONAL_FIELDS,
+            kind="microform",
+            target_origins=parsed.target_origins,
+            allowed_networks=parsed.allowed_networks,
+            include_card_prefix=parsed.include_card_prefix,
+        )
+
+    def _issue(self, ctx: list[dict[str, Any]], fault: dict[str, Any] | None, **session: Any) -> Response:
+        """Sign a capture context with a fresh one-time key, record its session, answer 201
+        (the ``jwt`` fault modes bend the answer the way tests need)."""
         now = int(time.time())
         kid = _random(_ALNUM, 32)
         key = self.pool.take()
@@ -303,7 +359,7 @@ class CybersourceEmulator(Emulator):
                 "origin": self.flex_origin,
                 "jwk": public_jwk(key, kid, "enc"),
             },
-            "ctx": [{"data": {"requiredFields": required, "optionalFields": optional}, "type": "api-0.1.0"}],
+            "ctx": ctx,
             "iss": "Flex API",
             "exp": now + CONTEXT_LIFETIME,
             "iat": now,
@@ -316,7 +372,7 @@ class CybersourceEmulator(Emulator):
         elif mode == "not_yet_valid":
             claims["iat"] = now + 3600
             claims["exp"] = claims["iat"] + CONTEXT_LIFETIME
-        elif mode == "fields_mismatch":
+        elif mode == "fields_mismatch" and session.get("kind", "flex") == "flex":
             claims["ctx"][0]["data"]["requiredFields"] = ["paymentInformation.card.securityCode"]
         signing_key = self.signing_keys[signing_kid]
         if mode == "unknown_kid":
@@ -327,11 +383,10 @@ class CybersourceEmulator(Emulator):
             token = ".".join([head, pay, _b64url(bytes(b ^ 1 for b in _b64url_decode(sig)))])
         elif mode == "garbage":
             token = "this-is-not-a-jwt"
+        issuer = f"Flex/{secrets.randbelow(100):02d}"
         with self._sessions_lock:
             self._expire_sessions(now)
-            self.contexts[kid] = Session(
-                kid, key, token, tuple(required), tuple(optional), claims["exp"], f"Flex/{secrets.randbelow(100):02d}"
-            )
+            self.contexts[kid] = Session(kid, key, token, expires=claims["exp"], issuer=issuer, **session)
         if fault and fault.get("trickle"):  # the answer dribbles out, one chunk per interval
             pause = float(fault["trickle"])
 
@@ -351,6 +406,10 @@ class CybersourceEmulator(Emulator):
     # -- tokens (served by the Flex origin, not the REST host) ------------------------
 
     def tokens(self, request: Request) -> Response:
+        fault = self.take_fault("tokens")  # queued on the REST host's /__emulator/faults
+        self.apply_delay(fault)
+        if fault and fault.get("status"):
+            return _error(int(fault["status"]), "SERVER_ERROR", "injected fault")
         raw = request.get_data(as_text=True).strip()
         if raw.startswith("{"):
             try:
@@ -405,16 +464,22 @@ class CybersourceEmulator(Emulator):
         number = re.sub(r"[ -]", "", str(data.get("paymentInformation.card.number", "")))
         if number and not (13 <= len(number) <= 19 and number.isdigit() and _luhn(number)):
             details.append({"location": "paymentInformation.card.number", "message": "invalid card number"})
+        is_microform = session.kind == "microform"
+        if is_microform and number and not details:
+            details += microform.network_details(number, session.allowed_networks)
         if details:
             return _error(400, "VALIDATION_ERROR", "Field validation failed", details)
         now = int(time.time())
+        content = _token_content(data, number)
+        if is_microform:
+            content = microform.decorate_content(content, number, session.include_card_prefix)
         claims = {
             "iss": session.issuer,
-            "type": TOKEN_TYPE,
+            "type": microform.TOKEN_TYPE if is_microform else TOKEN_TYPE,
             "exp": now + TOKEN_LIFETIME,
             "iat": now,
             "jti": _random(_UPPER_ALNUM, 64),
-            "content": _token_content(data, number),
+            "content": content,
         }
         token = jwt.encode(claims, session.key, algorithm="RS256", headers={"kid": session.kid, "typ": None})
         digest_header = "SHA-256=" + base64.b64encode(hashlib.sha256(token.encode()).digest()).decode()
@@ -425,8 +490,9 @@ class CybersourceEmulator(Emulator):
 
 class FlexOrigin:
     """The Flex origin (``https://testflex.cybersource.com`` in the sandbox) as its own WSGI
-    app, served on its own port: ``POST /flex/v2/tokens`` and a health check. The token
-    endpoint and the sessions it checks are the emulator's; calls count in its stats."""
+    app, served on its own port: ``POST /flex/v2/tokens``, Microform's client library and
+    field iframe, and a health check. The token endpoint and the sessions it checks are the
+    emulator's; calls count in its stats."""
 
     name = "cybersource-flex"
 
@@ -435,9 +501,29 @@ class FlexOrigin:
         self.url_map = Map(
             [
                 Rule("/flex/v2/tokens", methods=["POST"], endpoint="tokens"),
+                Rule(microform.SCRIPT_PATH, methods=["GET"], endpoint="microform_script"),
+                Rule(microform.IFRAME_PATH, methods=["GET"], endpoint="microform_iframe"),
+                Rule(microform.IFRAME_SCRIPT_PATH, methods=["GET"], endpoint="microform_iframe_script"),
                 Rule("/__emulator/health", methods=["GET"], endpoint="health"),
             ]
         )
+
+    def microform_script(self, request: Request) -> Response:
+        return self.emulator.microform_assets.script_response()
+
+    def microform_iframe_script(self, request: Request) -> Response:
+        return self.emulator.microform_assets.iframe_script_response()
+
+    def microform_iframe(self, request: Request) -> Response:
+        """The field document for one Microform session (``?kid=<flx.jwk.kid>&field=...``)."""
+        kid, field = request.args.get("kid", ""), request.args.get("field", "")
+        if field not in microform.FIELD_TYPES:
+            return microform.not_found_page("field must be number or securityCode", 400)
+        with self.emulator._sessions_lock:
+            session = self.emulator.contexts.get(kid)
+        if session is None or session.kind != "microform":
+            return microform.not_found_page("no Microform capture context has this key")
+        return self.emulator.microform_assets.iframe_response(kid, field, session.target_origins)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -448,7 +534,8 @@ class FlexOrigin:
             else:
                 with self.emulator._lock:
                     self.emulator.counts[endpoint] += 1
-                response = getattr(self.emulator, endpoint)(request, **args)
+                handler = getattr(self, endpoint, None) or getattr(self.emulator, endpoint)
+                response = handler(request, **args)
         except NotFound:
             response = json_response(404, {"message": "not found"})
         except HTTPException as exc:
@@ -534,10 +621,12 @@ def _token_content(data: dict[str, Any], number: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Cybersource Flex API v2 emulator")
+    parser = argparse.ArgumentParser(description="Cybersource Flex API v2 and Microform v2 emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="the REST API host's port")
-    parser.add_argument("--flex-port", type=int, default=8083, help="the Flex origin's port (/flex/v2/tokens)")
+    parser.add_argument(
+        "--flex-port", type=int, default=8084, help="the Flex origin's port (/flex/v2/tokens, Microform's fields)"
+    )
     parser.add_argument("--merchant-id", default=TESTREST_MERCHANT_ID)
     parser.add_argument("--key-id", default=TESTREST_KEY_ID)
     parser.add_argument("--shared-secret", default=TESTREST_SHARED_SECRET)

@@ -3,6 +3,8 @@ tracing, the API key on every route, the secret and a least-privilege policy."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from devstack.template import ROOT, load_raw, translate
@@ -66,6 +68,7 @@ def test_every_route_but_the_webhook_needs_the_api_key_and_with_iam_a_signature(
         ("/orders/{orderId}/capture", "post"),
         ("/orders/{orderId}/cancel", "post"),
         ("/orders/{orderId}/refund", "post"),
+        ("/transient-tokens/verify", "post"),
         WEBHOOK_ROUTE,
     }
     for path, method in routes:
@@ -89,13 +92,40 @@ def test_the_caller_policies_split_checkout_from_money_movement():
         prefix = "arn:aws:execute-api:us-east-1:123456789012:api1234567/prod/"
         return {arn.removeprefix(prefix) for arn in statement["Resource"]}
 
-    checkout = {"POST/capture-contexts", "POST/declines", "GET/orders/*"}
+    checkout = {"POST/capture-contexts", "POST/transient-tokens/verify", "POST/declines", "GET/orders/*"}
     assert arns("CheckoutCallerPolicy") == checkout
     assert arns("OperationsCallerPolicy") == checkout | {
         "POST/orders/*/capture",
         "POST/orders/*/cancel",
         "POST/orders/*/refund",
     }
+
+
+def test_the_capture_context_function_touches_only_transient_token_items():
+    function = RAW["Resources"]["IssueCaptureContextFunction"]["Properties"]
+    env = function["Environment"]["Variables"]
+    assert env["CHECKOUT_ORIGINS"] == {"Ref": "CheckoutOrigins"}
+    assert env["MICROFORM_CLIENT_VERSION"] == {"Ref": "MicroformClientVersion"}
+    (statement,) = next(p for p in function["Policies"] if "Statement" in p)["Statement"]
+    assert statement["Action"] == ["dynamodb:PutItem"]
+    assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TRANSIENT#*"]}}
+
+
+@pytest.mark.parametrize(
+    ("origins", "accepted"),
+    [
+        ("", True),
+        ("https://shop.example", True),
+        ("https://shop.example,http://localhost:8083,http://127.0.0.1:8083", True),
+        ("https://shop.example/checkout", False),
+        ("shop.example", False),
+        ("https://shop.example, https://b.example", False),
+        ("https://Shop.example", False),
+    ],
+)
+def test_checkout_origins_parameter_takes_origins_only(origins, accepted):
+    pattern = RAW["Parameters"]["CheckoutOrigins"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, origins)) is accepted
 
 
 def test_pending_index_is_sparse_and_projects_what_the_poller_reads():

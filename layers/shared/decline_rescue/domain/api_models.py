@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +35,13 @@ from pydantic_core import PydanticCustomError
 
 from decline_rescue.domain.capture_fields import CARD_NUMBER, FLEX_FIELDS
 from decline_rescue.domain.carddata import find_pans
+from decline_rescue.domain.checkout import (
+    CARD_NETWORKS,
+    MAX_TARGET_ORIGINS,
+    PAYMENT_TYPES,
+    normal_origin,
+    origin_problem,
+)
 from decline_rescue.domain.errors import FieldProblem, InvalidRequest
 from decline_rescue.domain.strict_json import ORDER_ID_MAX
 
@@ -51,11 +59,16 @@ def _problems(exc: ValidationError, rules: dict[str, tuple[str, str]], unknown: 
     for error in exc.errors(include_input=False, include_url=False):
         name = str(error["loc"][0]) if error["loc"] else "body"
         if error["type"] == "extra_forbidden":
-            extras.append(FieldProblem(name, "unknown", unknown))
+            extras.append(FieldProblem(".".join(map(str, error["loc"])) or name, "unknown", unknown))
         elif name not in fields:
             custom = error["type"] not in _PYDANTIC_TYPES
+            if error["type"] == "missing":
+                fields[name] = FieldProblem(name, "missing", "is required")
+                continue
             rule, message = (error["type"], error["msg"]) if custom else rules[name]
-            fields[name] = FieldProblem(name, rule, message)
+            # an item's own error names the item: targetOrigins[1]
+            where = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
+            fields[name] = FieldProblem(where if custom else name, rule, message)
     order = list(rules)
     return extras + sorted(fields.values(), key=lambda p: order.index(p.field) if p.field in order else len(order))
 
@@ -71,6 +84,15 @@ _PYDANTIC_TYPES = frozenset(
         "string_too_long",
         "string_too_short",
         "string_pattern_mismatch",
+        "missing",
+        "literal_error",
+        "too_short",
+        "too_long",
+        "list_type",
+        "bool_type",
+        "model_type",
+        "model_attributes_type",
+        "dict_type",
     }
 )
 
@@ -240,18 +262,128 @@ FieldSelection.__doc__ = (
 class WrappedFieldSelection(ApiModel):
     """The selection inside a ``fields`` wrapper (the Cybersource docs' form)."""
 
+    integration: Literal["flex"] = Field(default=None, description="flex (the default): a Flex API v2 context.")
+
     fields: FieldSelection  # type: ignore[valid-type]
 
 
 class DefaultSelection(ApiModel):
-    """``{}`` (or no body at all): the configured default selection."""
+    """``{}``, ``{"integration": "flex"}`` (or no body at all): the configured default selection."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"maxProperties": 0})
+    integration: Literal["flex"] = Field(default=None)
 
 
-class CaptureContextRequest(RootModel[WrappedFieldSelection | FieldSelection | DefaultSelection]):  # type: ignore[valid-type]
-    """``POST /capture-contexts`` (optional body): the selection with or without the
-    ``fields`` wrapper; without a body (or ``{}``), the configured default."""
+def _origin(value: str) -> str:
+    problem = origin_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(problem[0], problem[1])
+    return value
+
+
+Origin = Annotated[StrictStr, AfterValidator(_origin)]
+
+
+class TokenResponseOptions(ApiModel):
+    includeCardPrefix: StrictBool = Field(
+        default=None, description="Whether the transient token carries the card's BIN (Cybersource's option)."
+    )
+
+
+class MicroformContextRequest(ApiModel):
+    """``POST /capture-contexts`` for a web checkout: a Microform v2 capture context for
+    pages on ``targetOrigins`` (each one of the stack's ``CheckoutOrigins``)."""
+
+    integration: Literal["microform"]
+    targetOrigins: list[Origin] = Field(
+        min_length=1,
+        max_length=MAX_TARGET_ORIGINS,
+        description="The origins (scheme://host[:port]) of the pages that load the fields: https, or "
+        "http://localhost / http://127.0.0.1 for development; each one of CheckoutOrigins.",
+        examples=[["https://shop.example"]],
+    )
+    allowedCardNetworks: list[Literal[CARD_NETWORKS]] = Field(  # type: ignore[valid-type]
+        min_length=1, max_length=len(CARD_NETWORKS), examples=[["VISA", "MASTERCARD", "AMEX"]]
+    )
+    allowedPaymentTypes: list[Literal[PAYMENT_TYPES]] = Field(  # type: ignore[valid-type]
+        default=None, min_length=1, description="Cybersource's default: CARD."
+    )
+    transientTokenResponseOptions: TokenResponseOptions | None = None
+
+    @field_validator("targetOrigins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        normal = [normal_origin(o) for o in value]
+        if len(set(normal)) != len(normal):
+            raise PydanticCustomError("duplicate", "must not list an origin twice")
+        return value
+
+    @field_validator("allowedCardNetworks", "allowedPaymentTypes")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise PydanticCustomError("duplicate", "must not list a value twice")
+        return value
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MicroformContextRequest:
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            unknown = (
+                "is not a Microform capture-context field (integration, targetOrigins, allowedCardNetworks, "
+                "allowedPaymentTypes, transientTokenResponseOptions)"
+            )
+            raise InvalidRequest(_problems(exc, _MICROFORM_RULES, unknown)) from None
+
+
+_MICROFORM_RULES = {
+    "integration": ("enum", 'must be "microform" or "flex"'),
+    "targetOrigins": ("type", f"must be a list of 1 to {MAX_TARGET_ORIGINS} origins"),
+    "allowedCardNetworks": ("enum", "must be a list of card networks: " + ", ".join(CARD_NETWORKS)),
+    "allowedPaymentTypes": ("enum", "must be a list of payment types: " + ", ".join(PAYMENT_TYPES)),
+    "transientTokenResponseOptions": ("type", 'must be {"includeCardPrefix": true|false}'),
+}
+
+
+class CaptureContextRequest(
+    RootModel[MicroformContextRequest | WrappedFieldSelection | FieldSelection | DefaultSelection]  # type: ignore[valid-type]
+):
+    """``POST /capture-contexts`` (optional body): a Microform v2 capture context for a web
+    checkout (``"integration": "microform"``), or a Flex API v2 one for a server or native
+    client: the selection with or without the ``fields`` wrapper (``"integration": "flex"``
+    beside it, optional); without a body (or ``{}``), the configured default."""
+
+
+MAX_TRANSIENT_TOKEN = 8 * 1024
+MAX_CAPTURE_CONTEXT = 16 * 1024
+
+
+class TransientTokenVerifyRequest(ApiModel):
+    """``POST /transient-tokens/verify``: a transient token from the checkout page and the
+    capture context the page used (the one the merchant's server got from us)."""
+
+    transientToken: StrictStr = Field(
+        min_length=1, max_length=MAX_TRANSIENT_TOKEN, description="The JWT createToken gave the page."
+    )
+    captureContext: StrictStr = Field(
+        min_length=1, max_length=MAX_CAPTURE_CONTEXT, description="The capture context the token was created with."
+    )
+
+    @classmethod
+    def parse(cls, body: Any) -> TransientTokenVerifyRequest:
+        if not isinstance(body, dict):
+            raise InvalidRequest([NOT_A_JSON_OBJECT])
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            unknown = "is not a verify field (transientToken, captureContext)"
+            raise InvalidRequest(_problems(exc, _VERIFY_RULES, unknown)) from None
+
+
+_VERIFY_RULES = {
+    "transientToken": ("type", f"must be the transient token (a JWT of at most {MAX_TRANSIENT_TOKEN} bytes)"),
+    "captureContext": ("type", f"must be the capture context (a JWT of at most {MAX_CAPTURE_CONTEXT} bytes)"),
+}
 
 
 # -- answers --------------------------------------------------------------------------
@@ -343,6 +475,50 @@ class CaptureContextAnswer(BaseModel):
     keyId: str = Field(description="flx.jwk.kid: the one-time key the card-entry client encrypts to.")
     requiredFields: list[str]
     optionalFields: list[str]
+
+
+class MicroformContextAnswer(BaseModel):
+    """``POST /capture-contexts`` with ``"integration": "microform"``: a verified Microform v2
+    capture context, and what the page needs to load Cybersource's fields."""
+
+    integration: Literal["microform"]
+    captureContext: str = Field(description="The JWT the page passes to new Flex(captureContext).")
+    expiresAt: str = Field(examples=["2026-11-22T10:15:00Z"])
+    keyId: str = Field(description="flx.jwk.kid: the one-time key the fields encrypt to.")
+    clientLibrary: str = Field(description="The Microform script the page loads (from the capture context).")
+    clientLibraryIntegrity: str = Field(description="Its SRI hash: the script tag's integrity attribute.")
+    targetOrigins: list[str]
+    allowedCardNetworks: list[str]
+    allowedPaymentTypes: list[str]
+
+
+class CaptureContextIssued(RootModel[MicroformContextAnswer | CaptureContextAnswer]):
+    """``POST /capture-contexts``' 201: Microform (``integration`` microform) or Flex."""
+
+
+class VerifiedCard(BaseModel):
+    """What a transient token says about the card: never its number."""
+
+    maskedNumber: str = Field(examples=["XXXXXXXXXXXX1111"])
+    bin: str | None = Field(default=None, examples=["411111"])
+    last4: str = Field(examples=["1111"])
+    type: str | None = Field(default=None, description="Cybersource's card type code.", examples=["001"])
+    brand: str | None = Field(default=None, examples=["VISA"])
+    expirationMonth: str | None = Field(default=None, examples=["12"])
+    expirationYear: str | None = Field(default=None, examples=["2031"])
+    securityCode: bool = Field(description="Whether a security code was captured with the card.")
+    detectedCardTypes: list[str] | None = None
+
+
+class TransientTokenAnswer(BaseModel):
+    """``POST /transient-tokens/verify``: the token verified (once) with its capture context."""
+
+    verified: Literal[True]
+    tokenId: str = Field(description="The token's jti: what a payment request names.")
+    type: str = Field(examples=["mf-2.0.0"])
+    issuedAt: str
+    expiresAt: str
+    card: VerifiedCard
 
 
 class OrderActionAnswer(BaseModel):

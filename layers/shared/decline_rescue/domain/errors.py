@@ -123,3 +123,26 @@ class CaptureContextUnverified(ProviderError):
 
     status_code = 502
     code = "CAPTURE_CONTEXT_UNVERIFIED"
+
+
+class OriginNotAllowed(InvalidRequest):
+    """A capture context asked for a page origin the stack's ``CheckoutOrigins`` does not
+    list: 422, naming each origin (a page on another origin cannot get a context)."""
+
+    status_code = 422
+    code = "ORIGIN_NOT_ALLOWED"
+
+
+class TransientTokenRejected(DeclineRescueError):
+    """A transient token that does not verify against the capture context it came from:
+    422; ``reason`` says what failed (signature, expired, wrong_context, ...)."""
+
+    status_code = 422
+    code = "TRANSIENT_TOKEN_REJECTED"
+
+
+class TransientTokenUsed(DeclineRescueError):
+    """A transient token verified before: a replay (409)."""
+
+    status_code = 409
+    code = "TRANSIENT_TOKEN_USED"

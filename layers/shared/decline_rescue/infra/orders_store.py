@@ -17,6 +17,8 @@ Items (``pk`` / ``sk``):
   (``delivery``: received, queued, ignored, invalid; ``result``: the writer's outcome);
   kept 30 days, long past the allowed date skew, so a nonce is never accepted twice;
 - ``UNMATCHED#<ExternalOrderId>`` / ``<time>#<update id>``: a webhook for no known order.
+- ``TRANSIENT#<jti>`` / ``TRANSIENT``: a transient token verified once (``verifiedAt``), kept
+  a day past the token's own expiry, so a token is never verified twice.
 
 Pending orders carry ``pendingShard`` (``P0``..``P7``, from the orderId) and ``nextPollAt``:
 the sparse GSI ``pending`` that the poller queries for what is due. They are removed
@@ -593,6 +595,27 @@ class OrdersTable:
                 },
             }
         }
+
+    # -- transient tokens -----------------------------------------------------------
+
+    def claim_transient_token(self, jti: str, *, token_expires: int, keep_seconds: int = 86400) -> bool:
+        """Record that the transient token ``jti`` was verified: True the first time, False
+        for a token verified before (a replay). One conditional put."""
+        item = {
+            "pk": f"TRANSIENT#{jti}",
+            "sk": "TRANSIENT",
+            "verifiedAt": now_iso(),
+            "expiresAt": token_expires + keep_seconds,
+        }
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table, Item=_marshal(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+            return True
+        except ClientError as exc:
+            if not _cancelled_by_condition(exc):
+                raise
+        return False
 
     # -- webhooks -------------------------------------------------------------------
 

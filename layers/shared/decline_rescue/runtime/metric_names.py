@@ -50,6 +50,8 @@ from decline_rescue.domain.updates import Result
 
 CAPTURE_CONTEXT_ISSUED = "CaptureContextIssued"
 CAPTURE_CONTEXT_VERIFICATION_FAILED = "CaptureContextVerificationFailed"
+TRANSIENT_TOKEN_VERIFIED = "TransientTokenVerified"
+TRANSIENT_TOKEN_REPLAYED = "TransientTokenReplayed"
 
 DECLINE_SUBMITTED = "DeclineSubmitted"
 DECLINE_NOT_SUBMITTED = "DeclineNotSubmitted"

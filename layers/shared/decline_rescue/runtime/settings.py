@@ -66,6 +66,10 @@ class CybersourceSettings(NamedTuple):
     capture_required_fields: tuple[str, ...]
     capture_optional_fields: tuple[str, ...]
     secret_max_age_seconds: int
+    # Microform v2: the page origins a capture context may name (CheckoutOrigins) and the
+    # clientVersion asked of /microform/v2/sessions
+    checkout_origins: tuple[str, ...] = ()
+    microform_client_version: str = "v2.0"
 
 
 def provider_calls(prefix: str) -> ProviderCallSettings:
@@ -88,6 +92,8 @@ def cybersource() -> CybersourceSettings:
         capture_required_fields=_csv(os.environ.get("CAPTURE_REQUIRED_FIELDS"), DEFAULT_CAPTURE_REQUIRED),
         capture_optional_fields=_csv(os.environ.get("CAPTURE_OPTIONAL_FIELDS"), DEFAULT_CAPTURE_OPTIONAL),
         secret_max_age_seconds=int(_number("SECRET_MAX_AGE_SECONDS", 300)),
+        checkout_origins=_csv(os.environ.get("CHECKOUT_ORIGINS"), ()),
+        microform_client_version=(os.environ.get("MICROFORM_CLIENT_VERSION") or "v2.0").strip(),
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -34,6 +35,7 @@ from decline_rescue.runtime.observability import logger, provider_call
 
 PROVIDER = "cybersource"
 SESSIONS_PATH = "/flex/v2/sessions"
+MICROFORM_SESSIONS_PATH = "/microform/v2/sessions"
 _KID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 # a compact JWS: three base64url segments (PyJWT accepts trailing padding)
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]*={0,2}")
@@ -63,6 +65,47 @@ class VerifiedCaptureContext:
     def key_id(self) -> str:
         """The one-time encryption key's id (the ``kid`` the card-entry client puts in its JWE)."""
         return str(self.encryption_key["kid"])
+
+
+@dataclass(frozen=True)
+class VerifiedMicroformContext:
+    """A Microform v2 capture context, checked: what the page needs to load the fields."""
+
+    token: str
+    signing_kid: str
+    issued_at: datetime
+    expires_at: datetime
+    encryption_key: dict[str, Any]
+    client_library: str
+    client_library_integrity: str
+    target_origins: tuple[str, ...]
+    allowed_networks: tuple[str, ...]
+    allowed_payment_types: tuple[str, ...]
+    context_type: str
+    jti: str
+
+    @property
+    def key_id(self) -> str:
+        return str(self.encryption_key["kid"])
+
+
+# an SRI hash (W3C Subresource Integrity): the algorithms browsers take, standard base64
+_SRI = re.compile(r"^sha(256|384|512)-[A-Za-z0-9+/]{43,86}={0,2}$")
+
+
+def _library_url_problem(url: Any) -> str | None:
+    """Why ``url`` cannot be the client library a page loads (https; http on loopback only)."""
+    if not isinstance(url, str) or len(url) > 2048:
+        return "clientLibrary is missing"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "clientLibrary is not a URL"
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"):
+        return None
+    if parts.scheme != "https" or not parts.hostname:
+        return "clientLibrary is not an https URL"
+    return None
 
 
 def _unverified(reason: str, message: str) -> CaptureContextUnverified:
@@ -104,14 +147,22 @@ class CybersourceClient:
     @provider_call(PROVIDER, "create_session")
     def create_session(self, fields: dict[str, Any]) -> str:
         """POST /flex/v2/sessions; the compact capture-context JWT the provider returned."""
-        body = json.dumps({"fields": fields}, separators=(",", ":")).encode("utf-8")
+        return self._post_session(SESSIONS_PATH, {"fields": fields})
+
+    @provider_call(PROVIDER, "create_microform_session")
+    def create_microform_session(self, request: dict[str, Any]) -> str:
+        """POST /microform/v2/sessions (same HTTP Signature); the capture-context JWT."""
+        return self._post_session(MICROFORM_SESSIONS_PATH, request)
+
+    def _post_session(self, path: str, payload: dict[str, Any]) -> str:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         for force in (False, True):
             creds = self._credentials(force)
 
             def prepare(creds: Credentials = creds) -> Prepared:
                 headers = http_signature.signature_headers(
                     method="POST",
-                    path=SESSIONS_PATH,
+                    path=path,
                     host=self.http.host,
                     body=body,
                     merchant_id=creds.merchant_id,
@@ -123,7 +174,7 @@ class CybersourceClient:
                 headers["Content-Type"] = "application/json;charset=utf-8"
                 return Prepared(headers=headers, content=body)
 
-            response = self.http.request("POST", SESSIONS_PATH, prepare)
+            response = self.http.request("POST", path, prepare)
             if response.status_code not in (401, 403):
                 break
             logger.warning("cybersource refused the credentials", extra={"reread_secret": not force})
@@ -184,6 +235,29 @@ class CybersourceClient:
     # -- verification ---------------------------------------------------------------
 
     def verify(self, token: str, *, required: tuple[str, ...], optional: tuple[str, ...]) -> VerifiedCaptureContext:
+        """A Flex API v2 capture context: Cybersource's signature, its lifetime, the fields asked for."""
+        kid, claims = self.verified_claims(token)
+        return self._check_payload(token, kid, claims, required, optional)
+
+    def verify_microform(
+        self,
+        token: str,
+        *,
+        target_origins: tuple[str, ...],
+        networks: tuple[str, ...],
+        payment_types: tuple[str, ...] = (),
+    ) -> VerifiedMicroformContext:
+        """A Microform v2 capture context: Cybersource's signature and lifetime, then its own
+        fields: a Microform ``ctx`` type, the client library and its SRI hash, the origins and
+        networks asked for (a context for other origins or networks is not the one asked for)."""
+        kid, claims = self.verified_claims(token)
+        return _check_microform_payload(token, kid, claims, target_origins, networks, payment_types)
+
+    def verified_claims(self, token: str, *, check_lifetime: bool = True) -> tuple[str, dict[str, Any]]:
+        """(signing kid, claims) of a capture context whose RS256 signature is Cybersource's
+        (the key fetched by kid, re-fetched once when it does not verify: rotation).
+        ``check_lifetime=False`` for a context whose token is checked later: the context
+        may have expired since the page used it."""
         header = _unverified_header(token)
         if header is None:
             raise _unverified("malformed", "the capture context is not a JWT")
@@ -195,25 +269,31 @@ class CybersourceClient:
 
         key, fresh = self.public_key(kid)
         try:
-            claims = self._decode(token, key)
+            claims = self._decode(token, key, check_lifetime=check_lifetime)
         except jwt.InvalidSignatureError:
             if fresh:
                 raise _unverified("bad_signature", "the signature does not verify") from None
             key, _ = self.public_key(kid, refresh=True)
             try:
-                claims = self._decode(token, key)
+                claims = self._decode(token, key, check_lifetime=check_lifetime)
             except jwt.InvalidSignatureError:
                 raise _unverified("bad_signature", "the signature does not verify") from None
-        return self._check_payload(token, kid, claims, required, optional)
+        return kid, claims
 
-    def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+    def _decode(self, token: str, key: jwt.PyJWK, *, check_lifetime: bool = True) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
                 key.key,
                 algorithms=["RS256"],
                 leeway=self.leeway_seconds,
-                options={"require": ["exp", "iat"], "verify_aud": False, "verify_iss": False},
+                options={
+                    "require": ["exp", "iat"],
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_exp": check_lifetime,
+                    "verify_iat": check_lifetime,
+                },
             )
         except jwt.InvalidSignatureError:
             raise
@@ -234,14 +314,8 @@ class CybersourceClient:
         required: tuple[str, ...],
         optional: tuple[str, ...],
     ) -> VerifiedCaptureContext:
-        flx = claims.get("flx")
-        jwk = flx.get("jwk") if isinstance(flx, dict) else None
-        if (
-            not isinstance(jwk, dict)
-            or jwk.get("kty") != "RSA"
-            or not all(isinstance(jwk.get(k), str) and jwk.get(k) for k in ("n", "e", "kid"))
-        ):
-            raise _unverified("malformed", "flx.jwk is missing or not an RSA public key")
+        jwk = _one_time_key(claims)
+        flx = claims["flx"]
         data = _ctx_data(claims.get("ctx"))
         if data is None:
             raise _unverified("malformed", "ctx[].data is missing")
@@ -264,6 +338,71 @@ class CybersourceClient:
             path=str(flx.get("path", "")),
             jti=str(claims.get("jti", "")),
         )
+
+
+def _check_microform_payload(
+    token: str,
+    kid: str,
+    claims: dict[str, Any],
+    target_origins: tuple[str, ...],
+    networks: tuple[str, ...],
+    payment_types: tuple[str, ...],
+) -> VerifiedMicroformContext:
+    jwk = _one_time_key(claims)
+    ctx = claims.get("ctx")
+    item = (
+        next((i for i in ctx if isinstance(i, dict) and isinstance(i.get("data"), dict)), None)
+        if isinstance(ctx, list)
+        else None
+    )
+    if item is None:
+        raise _unverified("malformed", "ctx[].data is missing")
+    data, kind = item["data"], str(item.get("type", ""))
+    if not kind.startswith("mf-"):
+        raise _unverified("not_microform", f"ctx type {kind[:40]!r} is not a Microform context")
+    problem = _library_url_problem(data.get("clientLibrary"))
+    if problem:
+        raise _unverified("client_library", problem)
+    integrity = data.get("clientLibraryIntegrity")
+    if not isinstance(integrity, str) or not _SRI.match(integrity):
+        raise _unverified("client_library", "clientLibraryIntegrity is not an SRI hash (sha256/384/512-<base64>)")
+    got_origins = data.get("targetOrigins")
+    if not isinstance(got_origins, list) or {str(o).rstrip("/") for o in got_origins} != {
+        o.rstrip("/") for o in target_origins
+    }:
+        raise _unverified("origins_mismatch", "the capture context is not for the origins asked for")
+    got_networks = data.get("allowedCardNetworks")
+    if got_networks is not None and (not isinstance(got_networks, list) or set(got_networks) != set(networks)):
+        raise _unverified("networks_mismatch", "the capture context does not take the card networks asked for")
+    got_types = data.get("allowedPaymentTypes")
+    return VerifiedMicroformContext(
+        token=token,
+        signing_kid=kid,
+        issued_at=datetime.fromtimestamp(int(claims["iat"]), tz=UTC),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        encryption_key=dict(jwk),
+        client_library=data["clientLibrary"],
+        client_library_integrity=integrity,
+        target_origins=tuple(str(o) for o in got_origins),
+        allowed_networks=tuple(str(n) for n in (got_networks or networks)),
+        allowed_payment_types=tuple(str(t) for t in got_types) if isinstance(got_types, list) else payment_types,
+        context_type=kind,
+        jti=str(claims.get("jti", "")),
+    )
+
+
+def _one_time_key(claims: dict[str, Any]) -> dict[str, Any]:
+    """``flx.jwk``: the context's one-time RSA key (encrypts the card data; verifies the
+    transient tokens made with it)."""
+    flx = claims.get("flx")
+    jwk = flx.get("jwk") if isinstance(flx, dict) else None
+    if (
+        not isinstance(jwk, dict)
+        or jwk.get("kty") != "RSA"
+        or not all(isinstance(jwk.get(k), str) and jwk.get(k) for k in ("n", "e", "kid"))
+    ):
+        raise _unverified("malformed", "flx.jwk is missing or not an RSA public key")
+    return jwk
 
 
 def _unverified_header(token: str) -> dict[str, Any] | None:
