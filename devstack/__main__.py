@@ -28,7 +28,13 @@ def main() -> None:
         f"  curl -s -X POST {stack.gateway_url}/declines -H 'x-api-key: {config.api_key}'{sign} "
         "-H 'Content-Type: application/json' --data @<(python3 -c "
         '\'import json; print(json.load(open("events/evaluate_decline/post_cit.json"))["body"])\')\n'
-        f"\noperate it: decline-rescue --local report (described in {config.state_file})\n"
+        + (
+            f"\nthe sample checkout (examples/checkout): open {stack.checkout_url}/ in a browser and pay with "
+            'a test card (README.md, "Sample checkout")\n'
+            if stack.checkout_url
+            else ""
+        )
+        + f"\noperate it: decline-rescue --local report (described in {config.state_file})\n"
         "\nCtrl-C to stop.\n",
         flush=True,
     )

@@ -150,8 +150,11 @@ class StackConfig:
     moto_port: int = 5000
     cybersource_port: int = 8081
     flexfactor_port: int = 8082
-    # the Cybersource emulator's Flex origin (/flex/v2/tokens), apart from its REST host
-    cybersource_flex_port: int = 8083
+    # the Cybersource emulator's Flex origin (/flex/v2/tokens, the Microform library and
+    # field iframes), apart from its REST host
+    cybersource_flex_port: int = 8084
+    # the sample checkout (examples/checkout), served when Cybersource is emulated
+    checkout_port: int = 8083
     api_key: str = DEFAULT_API_KEY
     stack_name: str = "decline-rescue-local"
     log_file: Path = ROOT / ".local" / "stack.log"
@@ -185,7 +188,8 @@ class StackConfig:
             moto_port=_port("MOTO_PORT", 5000),
             cybersource_port=_port("CYBERSOURCE_EMULATOR_PORT", 8081),
             flexfactor_port=_port("FLEXFACTOR_EMULATOR_PORT", 8082),
-            cybersource_flex_port=_port("CYBERSOURCE_FLEX_EMULATOR_PORT", 8083),
+            cybersource_flex_port=_port("CYBERSOURCE_FLEX_EMULATOR_PORT", 8084),
+            checkout_port=_port("CHECKOUT_PORT", 8083),
             api_key=os.environ.get("LOCAL_API_KEY") or DEFAULT_API_KEY,
             cybersource=CybersourceTarget.from_env(),
             flexfactor=FlexFactorTarget.from_env(),
@@ -207,6 +211,7 @@ class StackConfig:
             cybersource_port=free_port(),
             flexfactor_port=free_port(),
             cybersource_flex_port=free_port(),
+            checkout_port=free_port(),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -319,6 +324,19 @@ class LocalStack:
         """The emulator's Flex origin (capture contexts name it in flx.origin); None for a real endpoint."""
         return f"http://127.0.0.1:{self.config.cybersource_flex_port}" if self.config.cybersource.emulated else None
 
+    @property
+    def checkout_url(self) -> str | None:
+        """The sample checkout (examples/checkout); None when Cybersource is not emulated."""
+        return f"http://127.0.0.1:{self.config.checkout_port}" if self.config.cybersource.emulated else None
+
+    @property
+    def checkout_origins(self) -> list[str]:
+        """The sample checkout's origins: the template's CheckoutOrigins for the local stack."""
+        if not self.config.cybersource.emulated:
+            return []
+        port = self.config.checkout_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+
     def aws_client(self, service: str):
         return boto3.client(
             service,
@@ -371,6 +389,8 @@ class LocalStack:
             "FlexFactorBaseUrl": self.flexfactor_url,
             # the FlexFactor sandbox (and so its emulator) takes amounts > 10 and < 20000 cents
             "AmountMinExclusiveCents": "10",
+            # Microform capture contexts for the sample checkout's page (examples/checkout)
+            "CheckoutOrigins": ",".join(self.checkout_origins),
             **self.config.parameters,
         }
         try:
@@ -390,6 +410,7 @@ class LocalStack:
         if cfg.cybersource.emulated:
             ensure_free(cfg.cybersource_port, "Cybersource emulator", "CYBERSOURCE_EMULATOR_PORT")
             ensure_free(cfg.cybersource_flex_port, "Cybersource Flex origin", "CYBERSOURCE_FLEX_EMULATOR_PORT")
+            ensure_free(cfg.checkout_port, "sample checkout", "CHECKOUT_PORT")
         if cfg.flexfactor.emulated:
             ensure_free(cfg.flexfactor_port, "FlexFactor emulator", "FLEXFACTOR_EMULATOR_PORT")
         moto = self._spawn("moto", ["-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(cfg.moto_port)])
@@ -517,6 +538,8 @@ class LocalStack:
             principals=local_principals(self.stack.managed_policies),
         )
         self.gateway_server = ServerThread(gateway, "127.0.0.1", cfg.gateway_port).start()
+        if self.checkout_url is not None:
+            self._start_checkout()
 
         for schedule in self.stack.schedules:
             if schedule.function in self.workers:
@@ -533,6 +556,25 @@ class LocalStack:
 
             localstate.write(cfg.state_file, self.state())
 
+    def _start_checkout(self) -> None:
+        """The sample checkout's server, a merchant's shop: it calls the gateway as the
+        ``checkout`` caller (SigV4 with ApiAuth=IAM) with the API key, for its own origins."""
+        key, secret, _ = LOCAL_CALLERS["checkout"]
+        env = {
+            "CHECKOUT_API_URL": self.gateway_url,
+            "CHECKOUT_API_KEY": self.config.api_key,
+            "CHECKOUT_API_AUTH": self.api_auth,
+            "CHECKOUT_ORIGINS": ",".join(self.checkout_origins),
+            "CHECKOUT_HOST": "127.0.0.1",
+            "CHECKOUT_PORT": str(self.config.checkout_port),
+        }
+        if self.api_auth == "IAM":
+            env.update(
+                CHECKOUT_AWS_ACCESS_KEY_ID=key, CHECKOUT_AWS_SECRET_ACCESS_KEY=secret, CHECKOUT_AWS_REGION=REGION
+            )
+        process = self._spawn("checkout", ["-m", "examples.checkout"], env)
+        _wait_http(f"{self.checkout_url}/healthz", process=process, expect='"sample-checkout"')
+
     def state(self) -> dict[str, Any]:
         """What `decline-rescue --local` needs to find this stack (nothing secret)."""
         assert self.stack is not None and self.parameters is not None
@@ -548,6 +590,7 @@ class LocalStack:
                 "gateway": self.gateway_url,
                 "flexfactor": self.flexfactor_url,
                 "cybersource": self.cybersource_url,
+                **({"checkout": self.checkout_url} if self.checkout_url else {}),
             },
             "physicalIds": {k: v for k, v in self.stack.physical_ids.items() if isinstance(v, str)},
             "parameters": {k: v for k, v in self.parameters.effective.items() if k not in self.parameters.no_echo},
@@ -674,8 +717,13 @@ class LocalStack:
             f"  moto server   {self.moto_url}",
             f"  Cybersource   {self.cybersource_url}" + ("   (emulator)" if self.config.cybersource.emulated else ""),
             *(
-                [f"  Flex origin   {self.cybersource_flex_url}   (emulator, tokens)"]
+                [f"  Flex origin   {self.cybersource_flex_url}   (emulator: tokens, the Microform library and fields)"]
                 if self.cybersource_flex_url
+                else []
+            ),
+            *(
+                [f"  checkout      {self.checkout_url}/   (the sample checkout: open it in a browser)"]
+                if self.checkout_url
                 else []
             ),
             f"  FlexFactor    {self.flexfactor_url}" + ("   (emulator)" if self.config.flexfactor.emulated else ""),
