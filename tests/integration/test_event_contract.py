@@ -31,7 +31,8 @@ from tests.integration.test_order_updates import INGEST, payload, raw, webhook_e
 APPLY = "ApplyOrderUpdateFunction"
 ORDERS = "OrdersApiFunction"
 POLL = "PollOrdersFunction"
-SCHEDULED = json.loads((EVENTS / "poll_orders" / "scheduled.json").read_text())
+DISPATCH = "DispatchPollsFunction"
+SCHEDULED = json.loads((EVENTS / "dispatch_polls" / "scheduled.json").read_text())
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:contract"
 
 
@@ -83,7 +84,9 @@ class World:
         )["TableDescription"]
         self.updates_url = self.sqs.create_queue(QueueName=f"contract-updates-{suffix}")["QueueUrl"]
         self.declines_url = self.sqs.create_queue(QueueName=f"contract-declines-{suffix}")["QueueUrl"]
+        self.work_url = self.sqs.create_queue(QueueName=f"contract-poll-work-{suffix}")["QueueUrl"]
         self.env = {
+            "POLL_WORK_QUEUE_URL": self.work_url,
             "ORDERS_TABLE": self.table,
             "ORDER_UPDATES_QUEUE_URL": self.updates_url,
             "DECLINES_QUEUE_URL": self.declines_url,
@@ -106,7 +109,7 @@ class World:
     def close(self) -> None:
         self.events_client.remove_targets(Rule=self.rule, EventBusName=self.bus, Ids=["queue"])
         self.events_client.delete_rule(Name=self.rule, EventBusName=self.bus)
-        for url in (self.updates_url, self.declines_url, self.caught_url):
+        for url in (self.updates_url, self.declines_url, self.caught_url, self.work_url):
             self.sqs.delete_queue(QueueUrl=url)
         self.ddb.delete_table(TableName=self.table)
 
@@ -146,8 +149,13 @@ class World:
         assert messages, "nothing on the order-updates queue"
         assert invoke(self.use(APPLY), sqs_event(messages, QUEUE_ARN), name=APPLY) == {"batchItemFailures": []}
 
-    def poll(self) -> dict:
-        return invoke(self.use(POLL), copy.deepcopy(SCHEDULED), name=POLL)
+    def poll(self) -> None:
+        """A tick: the dispatcher, then each poll work item to a worker, as its SQS event."""
+        invoke(self.use(DISPATCH), copy.deepcopy(SCHEDULED), name=DISPATCH)
+        while messages := self._receive(self.work_url):
+            for message in messages:
+                result = invoke(self.use(POLL), sqs_event([message], QUEUE_ARN), name=POLL)
+                assert result == {"batchItemFailures": []}, result
 
     def claim(self, order_id: str, created: datetime) -> None:
         """An intake claim whose request died before FlexFactor answered (see test_polling)."""

@@ -134,6 +134,7 @@ def test_resources_come_from_the_template(local_stack):
         "EvaluateDeclineFunction",
         "OrdersApiFunction",
         "IngestWebhookFunction",
+        "DispatchPollsFunction",
         "PollOrdersFunction",
         "ApplyOrderUpdateFunction",
         "PublishOrderEventsFunction",
@@ -141,21 +142,24 @@ def test_resources_come_from_the_template(local_stack):
     tables = local_stack.aws_client("dynamodb").list_tables()["TableNames"]
     assert len(tables) == 1  # orders: state, history, idempotency keys, counters, nonces
     queues = local_stack.aws_client("sqs").list_queues()["QueueUrls"]
-    assert len(queues) == 6  # two queues with their DLQs, the events' failure queue, and the local events tap
+    # three queues (declines, order updates, poll work) with their DLQs, the events' failure
+    # queue, and the local events tap
+    assert len(queues) == 8
     assert sorted((p.mapping.function, p.mapping.source) for p in local_stack.pollers) == [
         ("ApplyOrderUpdateFunction", "sqs"),
         ("EvaluateDeclineFunction", "sqs"),
+        ("PollOrdersFunction", "sqs"),  # the poll-work queue
         ("PublishOrderEventsFunction", "dynamodb"),  # the orders table's stream
     ]
     assert [(t.schedule.function, t.schedule.expression) for t in local_stack.tickers] == [
-        ("PollOrdersFunction", "rate(1 minute)")
+        ("DispatchPollsFunction", "rate(1 minute)")
     ]
 
 
-def test_the_schedule_invokes_the_poller_and_events_are_listed(local_stack):
-    (result,) = local_stack.tick("PollOrdersFunction")
+def test_the_schedule_dispatches_the_poller_and_events_are_listed(local_stack):
+    (result,) = local_stack.tick("DispatchPollsFunction")
     ok, summary = result
-    assert ok and "seconds_ms" in summary, summary
+    assert ok and summary["dispatched"] == 8, summary
     decline = samples.decline()  # a customer-initiated decline FlexFactor approves at once
     with local_stack.client("checkout") as client:
         answer = client.post("/declines", json=decline)
@@ -241,4 +245,10 @@ def test_demo_passes_and_logs_no_card_number(tmp_path):
     assert "ApiAuth=IAM" in result.stdout
     # the operator's report of the run, by the CLI on the demo's stack
     assert "the operator's report of this run" in result.stdout and "rescue rate" in result.stdout
-    assert "36/36 steps passed" in result.stdout
+    from examples.checkout.smoke import missing_reason
+
+    # the browser checkout step runs where Chromium is (CI installs it), else it is skipped
+    steps = 36 if missing_reason() else 37
+    assert f"{steps}/{steps} steps passed" in result.stdout
+    if steps == 37:
+        assert "verified" in result.stdout.lower()

@@ -1,7 +1,8 @@
-"""poll_orders and the merchant actions through their real triggers (the EventBridge
-Scheduler event, API Gateway events, SQS events) against moto server and the FlexFactor
-emulator over HTTP. Each test gets its own orders table and order-updates queue (same
-schema as the template's), so what the poller reads is only what the test wrote."""
+"""The poller (dispatch_polls, then poll_orders per work item) and the merchant actions
+through their real triggers (the EventBridge Scheduler event, SQS events of the poll-work
+queue, API Gateway events) against moto server and the FlexFactor emulator over HTTP.
+Each test gets its own orders table, order-updates queue and poll-work queue (same schema
+as the template's), so what the poller reads is only what the test wrote."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SEED_CIT = json.loads((FIXTURES / "seed_cit_corrected.json").read_text())["request"]
 SEED_MIT = json.loads((FIXTURES / "seed_mit_corrected.json").read_text())["request"]
-SCHEDULED = json.loads((EVENTS / "poll_orders" / "scheduled.json").read_text())
+SCHEDULED = json.loads((EVENTS / "dispatch_polls" / "scheduled.json").read_text())
+WORK_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:poll-work"
 
 
 def now() -> datetime:
@@ -34,7 +36,7 @@ def iso(moment: datetime) -> str:
 
 def cit(last4: str = "4444", **top) -> dict:
     body = copy.deepcopy(SEED_CIT)
-    body.update(orderId=f"cit-{uuid.uuid4().hex[:12]}", idempotencyKey=str(uuid.uuid4()), **top)
+    body.update({"orderId": f"cit-{uuid.uuid4().hex[:12]}", "idempotencyKey": str(uuid.uuid4()), **top})
     body["transaction"].update(timestampUtc=now().isoformat(), amount=1999, responseCode="51")
     body["paymentMethod"].update(cardLast4Digits=last4, cardFingerprint=uuid.uuid4().hex)
     return body
@@ -67,9 +69,16 @@ def isolated(moto_url, stack):
         ],
     )
     queue = sqs.create_queue(QueueName=f"updates-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    yield {"ORDERS_TABLE": name, "ORDER_UPDATES_QUEUE_URL": queue, "POLL_FIRST_DELAY_SECONDS": "60"}
+    work = sqs.create_queue(QueueName=f"poll-work-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    yield {
+        "ORDERS_TABLE": name,
+        "ORDER_UPDATES_QUEUE_URL": queue,
+        "POLL_WORK_QUEUE_URL": work,
+        "POLL_FIRST_DELAY_SECONDS": "60",
+    }
     ddb.delete_table(TableName=name)
     sqs.delete_queue(QueueUrl=queue)
+    sqs.delete_queue(QueueUrl=work)
 
 
 class World:
@@ -99,8 +108,38 @@ class World:
         event["Records"][0]["messageId"] = str(uuid.uuid4())
         assert invoke(module, event) == {"batchItemFailures": []}
 
+    def dispatch(self, **extra: str) -> dict:
+        return invoke(self.use("DispatchPollsFunction", **extra), copy.deepcopy(SCHEDULED))
+
+    def work(self, **extra: str) -> list[dict]:
+        """Each poll work item visible on the queue, one worker invocation each (as the
+        mapping's BatchSize 1 hands them), until none is left; the workers' summaries."""
+        module = self.use("PollOrdersFunction", **extra)
+        summaries: list[dict] = []
+        url = self.env["POLL_WORK_QUEUE_URL"]
+        from decline_rescue.runtime.observability import logger
+
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return summaries
+            for message in messages:
+                with capture_summaries(logger) as seen:
+                    result = invoke(module, sqs_event([message], WORK_QUEUE_ARN))
+                assert result == {"batchItemFailures": []}, result
+                summaries.extend(seen)
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
     def poll(self, **extra: str) -> dict:
-        return invoke(self.use("PollOrdersFunction", **extra), copy.deepcopy(SCHEDULED))
+        """One tick: the dispatcher, then every work item (and what they hand on) worked;
+        the workers' counts added up."""
+        dispatched = self.dispatch(**extra)
+        total: dict = {"dispatched": dispatched.get("dispatched", 0), "items": 0}
+        for summary in self.work(**extra):
+            total["items"] += 1
+            for key, value in summary.items():
+                total[key] = total.get(key, 0) + value
+        return total
 
     def state(self, order_id: str) -> dict:
         from boto3.dynamodb.types import TypeDeserializer
@@ -161,6 +200,32 @@ class World:
     def provider_order(self, session_key: str) -> dict:
         orders = httpx.get(self.flex + "/__emulator/orders").json()["orders"]
         return next(o for o in orders if o["id"] == session_key)
+
+
+class capture_summaries:
+    """The "poll work item" log lines' summaries while inside (the worker's answer to SQS
+    is the batch response; what it did is in its log line, as on AWS)."""
+
+    def __init__(self, logger) -> None:
+        import logging
+
+        self.logger = logger
+        self.seen: list[dict] = []
+        outer = self
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage() in ("poll work item", "malformed poll work item dropped"):
+                    outer.seen.append(getattr(record, "counts", {"rejected": 1}))
+
+        self.handler = _Keep()
+
+    def __enter__(self) -> list[dict]:
+        self.logger._logger.addHandler(self.handler)
+        return self.seen
+
+    def __exit__(self, *exc) -> None:
+        self.logger._logger.removeHandler(self.handler)
 
 
 @pytest.fixture
@@ -260,40 +325,102 @@ def test_an_order_ended_at_flexfactor_is_not_expired_when_the_final_check_finds_
     assert update["status"] == "CANCELLED"  # the truth, not EXPIRED
 
 
-def test_provider_outage_stops_the_run_early_and_nothing_is_lost(world, flexfactor_url):
+def test_a_provider_outage_backs_off_the_whole_fleet_and_resumes(world, flexfactor_url):
+    import time
+
     orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(14)]
     for order_id in orders:
         world.make_due(order_id)
     queue_faults(flexfactor_url, "orders", *[{"status": 503}] * 200)
+    knobs = {"POLL_CONCURRENCY": "1", "FLEXFACTOR_MAX_ATTEMPTS": "1", "POLL_BREAKER_SECONDS": "2"}
 
-    summary = world.poll(POLL_CONCURRENCY="1", FLEXFACTOR_MAX_ATTEMPTS="1")
+    summary = world.poll(**knobs)
 
-    httpx.delete(flexfactor_url + "/__emulator/faults")
-    assert summary["failed"] >= 10 and summary.get("stopped_early") == 1
+    # no worker saw ten failures of its own (two or so orders a shard): the fleet's count did
+    assert 10 <= summary["failed"] < len(orders) and summary["breaker_opened"] == 1, summary
+    assert summary.get("deferred", 0) >= 1  # the shards after it waited
+    breaker = world.ddb.get_item(
+        TableName=world.env["ORDERS_TABLE"], Key={"pk": {"S": "POLLER#BREAKER"}, "sk": {"S": "BREAKER"}}
+    )["Item"]
+    assert int(breaker["opens"]["N"]) == 1 and breaker["openUntil"]["S"] > iso(now())
+    # the whole fleet waits: a tick dispatches nothing, and no work item is visible
+    assert world.dispatch(**knobs)["dispatched"] == 0
+    assert world.work(**knobs) == []
     failed = [o for o in orders if int(world.state(o).get("polls", 0)) == 1]
     untouched = [o for o in orders if int(world.state(o).get("polls", 0)) == 0]
-    assert len(failed) == summary["failed"] and len(failed) + len(untouched) == len(orders)
+    assert len(failed) == summary["failed"] and len(untouched) == len(orders) - len(failed)
     assert all(world.state(o)["status"] == "CAPTUREREQUIRED" for o in orders)
-    # the next run, with FlexFactor back, reaches the rest
-    assert world.poll()["read"] == len(untouched)
+
+    # FlexFactor back; once the breaker's time is up, the work handed back resumes by itself
+    httpx.delete(flexfactor_url + "/__emulator/faults")
+    time.sleep(3.2)
+    resumed: dict = {}
+    for summary_ in world.work(**knobs):
+        for key, value in summary_.items():
+            resumed[key] = resumed.get(key, 0) + value
+    assert resumed.get("read") == len(untouched) and resumed.get("unchanged") == len(untouched), resumed
+    assert all(int(world.state(o).get("polls", 0)) == 1 for o in untouched)
+    # a success closed it: the next opening starts from the shortest wait again
+    breaker = world.ddb.get_item(
+        TableName=world.env["ORDERS_TABLE"], Key={"pk": {"S": "POLLER#BREAKER"}, "sk": {"S": "BREAKER"}}
+    )["Item"]
+    assert int(breaker["opens"]["N"]) == 0
+    assert world.dispatch(**knobs)["dispatched"] == 8
 
 
-def test_a_backlog_is_worked_through_across_runs_without_starving_any_order(world):
-    from decline_rescue.services import polling
+def test_a_deep_shard_fans_out_page_by_page_and_no_order_is_polled_twice(world):
+    orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(24)]
+    for i, order_id in enumerate(orders):
+        world.make_due(order_id, at=now() - timedelta(minutes=30 - i))
+    knobs = {"POLL_PAGE_SIZE": "2"}
+    # two ticks' work on the queue at once (a duplicate dispatch, an overlap): each order is
+    # still polled once, the second reader of an order finds it taken
+    world.dispatch(**knobs)
+    summary = world.poll(**knobs)
 
-    orders = [world.submit_cit(cit(transactionType="AUTHORIZATION"))["orderId"] for _ in range(20)]
+    polls = [int(world.state(o).get("polls", 0)) for o in orders]
+    assert polls == [1] * len(orders), polls
+    assert summary["unchanged"] == len(orders)
+    assert summary["items"] > 16 and summary["handed_on"] >= len(orders) // 2 - 8, summary
+    # every order was read at most twice (once per dispatch), and most only once
+    assert summary["read"] <= 2 * len(orders)
+    assert summary.get("taken", 0) == summary["read"] - len(orders)
+
+
+def test_what_a_worker_does_not_reach_is_handed_on_and_none_starves(world):
+    from decline_rescue.infra.orders_store import shard_of
+
+    world.use("PollOrdersFunction")
+    ids = (f"cit-{uuid.uuid4().hex[:12]}" for _ in range(10_000))
+    in_p0 = [i for i in ids if shard_of(i) == "P0"][:12]  # one deep shard
+    orders = [world.submit_cit(cit(transactionType="AUTHORIZATION", orderId=i))["orderId"] for i in in_p0]
     for i, order_id in enumerate(orders):
         world.make_due(order_id, at=now() - timedelta(minutes=20 - i))  # oldest first
-    world.use("PollOrdersFunction", POLL_CONCURRENCY="2")
-    seen: list[int] = []
-    for _ in range(15):
-        summary = polling.Poller().run(budget_seconds=3.15)  # 0.15 s of work per run
-        seen.append(summary.get("unchanged", 0))
-        if sum(seen) >= len(orders):
-            break
+    # 0.05 s of work per item: its page of 12 cannot be done by one invocation
+    summary = world.poll(POLL_CONCURRENCY="1", POLL_WORK_BUDGET_SECONDS="3.05")
     polls = [int(world.state(o).get("polls", 0)) for o in orders]
-    assert len(seen) > 1, "the backlog should need more than one run"
+    assert summary["stopped_early"] >= 1 and summary["handed_on"] >= 1, summary
     assert polls == [1] * len(orders), polls  # every order once, none starved, none twice
+    assert summary["unchanged"] == len(orders)
+
+
+def test_a_malformed_work_item_is_dropped_not_retried(world):
+    module = world.use("PollOrdersFunction")
+    for body in (
+        "not json",
+        json.dumps({"v": 2}),
+        json.dumps({"v": 1, "shard": "X1", "dueBy": iso(now())}),
+        json.dumps({"v": 1, "shard": "P1", "dueBy": "yesterday"}),
+        json.dumps({"v": 1, "shard": "P1", "dueBy": iso(now()), "start": {"pk": {"N": "1"}}}),
+    ):
+        message = {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": "r",
+            "Body": body,
+            "Attributes": {},
+            "MD5OfBody": "x",
+        }
+        assert invoke(module, sqs_event([message], WORK_QUEUE_ARN)) == {"batchItemFailures": []}
 
 
 # -- claims whose request died --------------------------------------------------------

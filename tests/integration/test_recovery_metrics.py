@@ -192,9 +192,11 @@ def test_a_queued_decline_polled_to_approved_counts_mit_with_its_time_to_resolut
     world.poll()
     found = records(capsys.readouterr().out)
 
-    # Then the run reports its lag: how long the oldest due order had waited
-    lag = one(found, m.POLLER_LAG)
-    assert lag["unit"] == "Seconds" and 119 <= lag["value"][0] < 400
+    # Then the workers report their lag (one record per work item, one item per shard; the
+    # alarm reads the Maximum): how long the oldest due order had waited
+    lags = of(found, m.POLLER_LAG)
+    assert len(lags) == 8 and {r["unit"] for r in lags} == {"Seconds"}
+    assert 119 <= max(r["value"][0] for r in lags) < 400
     assert one(found, m.PROVIDER_LATENCY, Provider="flexfactor", Operation="get_order")["value"][0] > 0
 
     # And when the writer applies the update, the order is resolved, rescued, and timed
@@ -240,8 +242,8 @@ def test_a_poller_run_with_nothing_due_reports_no_lag(world: World, capsys):
     summary = world.poll()
     found = records(capsys.readouterr().out)
 
-    assert summary["read"] == 0
-    assert one(found, m.POLLER_LAG)["value"] == [0.0]
+    assert summary["read"] == 0 and summary["items"] == 8
+    assert [r["value"] for r in of(found, m.POLLER_LAG)] == [[0.0]] * 8
 
 
 # -- webhooks refused, by reason --------------------------------------------------------

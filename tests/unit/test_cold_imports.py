@@ -28,6 +28,7 @@ FUNCTIONS = {
     "apply_order_update": ("pydantic", "httpx"),
     "ingest_webhook": ("pydantic", "httpx"),
     "poll_orders": ("pydantic",),
+    "dispatch_polls": ("pydantic", "httpx"),
     "publish_order_events": ("pydantic", "httpx"),
     "orders_api": ("pydantic",),
     "issue_capture_context": ("pydantic",),

@@ -137,11 +137,33 @@ def test_pending_index_is_sparse_and_projects_what_the_poller_reads():
     assert {"orderId", "orderSessionKey", "status", "version", "expiryDateUtc", "createdAt", "polls"} <= projected
 
 
-def test_the_poller_runs_on_a_scheduler_schedule_within_its_timeout():
+def test_the_schedule_starts_the_dispatcher_and_workers_fan_out_from_the_poll_work_queue():
     schedules = [r for r in RESOURCES.values() if r["Type"] == "AWS::Scheduler::Schedule"]
     assert len(schedules) == 1
-    assert schedules[0]["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["PollOrdersFunction", "Arn"]}
+    assert schedules[0]["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["DispatchPollsFunction", "Arn"]}
     assert schedules[0]["Properties"]["ScheduleExpression"] == {"Ref": "PollRate"}
+    # the old single-run poller is gone: the worker has no schedule, only its queue
+    (mapping,) = [
+        r["Properties"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "PollOrdersFunction"}
+    ]
+    assert mapping["BatchSize"] == 1
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "PollWorkers"}}
+    assert RAW["Parameters"]["PollWorkers"]["MinValue"] == 2  # Lambda's floor for MaximumConcurrency
+    # the dispatcher and every writer of pending orders share one shard count
+    assert RAW["Globals"]["Function"]["Environment"]["Variables"]["PENDING_SHARDS"] == {"Ref": "PendingShards"}
+    assert RAW["Parameters"]["PendingShards"]["MinValue"] == 8
+    for function in ("DispatchPollsFunction", "PollOrdersFunction"):
+        env = FUNCTIONS[function]["Properties"]["Environment"]["Variables"]
+        assert env["POLL_WORK_QUEUE_URL"] == {"Ref": "PollWorkQueue"}, function
+    # the dispatcher reads the breaker and nothing else of the table
+    (table,) = [s for s in _statements("DispatchPollsFunction") if "dynamodb:GetItem" in _actions(s)]
+    assert _actions(table) == ["dynamodb:GetItem"]
+    assert table["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["POLLER#*"]}}
+    dead = RAW["Resources"]["PollWorkDeadLetterAlarm"]["Properties"]["Dimensions"][0]["Value"]
+    assert dead == {"Fn::GetAtt": ["PollWorkDeadLetterQueue", "QueueName"]}
 
 
 @pytest.mark.parametrize(
@@ -149,6 +171,7 @@ def test_the_poller_runs_on_a_scheduler_schedule_within_its_timeout():
     [
         ("EvaluateDeclineFunction", "DeclinesQueue", "DeclinesDeadLetterQueue"),
         ("ApplyOrderUpdateFunction", "OrderUpdatesQueue", "OrderUpdatesDeadLetterQueue"),
+        ("PollOrdersFunction", "PollWorkQueue", "PollWorkDeadLetterQueue"),
     ],
 )
 def test_queue_consumers_report_partial_failures_and_queues_dead_letter(function, queue, dlq):

@@ -48,7 +48,7 @@ from decline_rescue.infra import dynamodb_json
 from decline_rescue.infra.aws import client
 
 PENDING_INDEX = "pending"
-PENDING_SHARDS = 8  # fixed: changing it would hide pending orders written under another count
+POLL_BREAKER_KEY = {"pk": {"S": "POLLER#BREAKER"}, "sk": {"S": "BREAKER"}}
 
 
 class OrderConflict(DeclineRescueError):
@@ -105,10 +105,13 @@ def _native(value: Any) -> Any:
 
 
 def shard_of(order_id: str) -> str:
-    """The pending-index partition of an order: spreads a large backlog over partitions."""
+    """The pending-index partition of an order: spreads a large backlog over partitions
+    (``settings.pending_shards()`` of them; the dispatcher reads every one)."""
     import hashlib
 
-    return f"P{int(hashlib.blake2b(order_id.encode(), digest_size=2).hexdigest(), 16) % PENDING_SHARDS}"
+    from decline_rescue.runtime.settings import pending_shards
+
+    return f"P{int(hashlib.blake2b(order_id.encode(), digest_size=2).hexdigest(), 16) % pending_shards()}"
 
 
 KEEP = "keep"  # transition(): leave the pending-index keys as they are
@@ -431,12 +434,18 @@ class OrdersTable:
         response = client("dynamodb").query(**args)
         return [_unmarshal(i) for i in response.get("Items", [])], response.get("LastEvaluatedKey")
 
-    def schedule_poll(self, order_id: str, next_poll_at: str, *, version: int | None = None, count: bool) -> bool:
+    def schedule_poll(
+        self, order_id: str, next_poll_at: str, *, version: int | None = None, count: bool, seen: str | None = None
+    ) -> bool:
         """Move a pending order's next poll (``count``: one more poll done). Conditional
-        on the order still pending (and at ``version``): a change applied meanwhile
-        keeps the schedule it set. False when the condition failed."""
+        on the order still pending (and at ``version``; and, with ``seen``, still due at
+        the ``nextPollAt`` read: the poller's claim): a change applied meanwhile keeps the
+        schedule it set. False when the condition failed."""
         values: dict[str, Any] = {":poll": {"S": next_poll_at}}
         condition = "attribute_exists(pendingShard)"
+        if seen is not None:
+            condition += " AND nextPollAt = :seen"
+            values[":seen"] = {"S": seen}
         expression = "SET nextPollAt = :poll"
         if count:
             expression += ", polls = if_not_exists(polls, :zero) + :one"
@@ -457,6 +466,56 @@ class OrdersTable:
                 return False
             raise
         return True
+
+    # -- the poller's breaker: the whole fleet backs off while FlexFactor keeps failing ----
+
+    def poll_breaker(self) -> dict[str, Any] | None:
+        """``POLLER#BREAKER``: ``openUntil`` (ISO time) and ``opens`` (openings in a row)."""
+        item = client("dynamodb").get_item(TableName=self.table, Key=POLL_BREAKER_KEY, ConsistentRead=True).get("Item")
+        return _unmarshal(item) if item else None
+
+    def open_poll_breaker(self, until: str, *, now: str) -> bool:
+        """Open the breaker until ``until`` unless it is open already (one worker opens
+        it per episode); counts the opening. False: another worker opened it first."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table,
+                Key=POLL_BREAKER_KEY,
+                UpdateExpression="SET openUntil = :until, failures = :zero ADD opens :one",
+                ConditionExpression="attribute_not_exists(openUntil) OR openUntil <= :now",
+                ExpressionAttributeValues={
+                    ":until": {"S": until},
+                    ":now": {"S": now},
+                    ":one": {"N": "1"},
+                    ":zero": {"N": "0"},
+                },
+            )
+        except ClientError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise
+        return True
+
+    def add_poll_failures(self, count: int) -> int:
+        """Add a work item's failures (it had nothing but) to the fleet's count; the total."""
+        answer = client("dynamodb").update_item(
+            TableName=self.table,
+            Key=POLL_BREAKER_KEY,
+            UpdateExpression="ADD failures :n",
+            ExpressionAttributeValues={":n": {"N": str(int(count))}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["failures"]["N"])
+
+    def close_poll_breaker(self) -> None:
+        """FlexFactor answered again: the failures count from zero, and the next opening
+        starts from the shortest wait."""
+        client("dynamodb").update_item(
+            TableName=self.table,
+            Key=POLL_BREAKER_KEY,
+            UpdateExpression="SET opens = :zero, failures = :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
 
     # -- refunds: a hold on the refundable amount while FlexFactor is asked ---------------
 

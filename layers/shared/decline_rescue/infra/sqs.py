@@ -13,22 +13,24 @@ def attributes(**values: str | None) -> dict[str, Any]:
     return {name: {"DataType": "String", "StringValue": str(value)[:256]} for name, value in values.items() if value}
 
 
-def send(queue_url: str, messages: list[tuple[Any, dict[str, Any]]]) -> None:
+def send(queue_url: str, messages: list[tuple[Any, dict[str, Any]]], *, delay_seconds: int = 0) -> None:
     """Send (body, attributes) messages, ten per request (a body that is not a string is
-    sent as compact JSON); raises when any failed (SQS's batch answer lists the failures;
-    every consumer here is idempotent, so re-sending the whole call is harmless)."""
+    sent as compact JSON), each ``delay_seconds`` later (0-900); raises when any failed
+    (SQS's batch answer lists the failures; every consumer here is idempotent, so
+    re-sending the whole call is harmless)."""
     sqs = client("sqs")
+    delay = {"DelaySeconds": delay_seconds} if delay_seconds else {}
 
     def text(body: Any) -> str:
         return body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
 
     if len(messages) == 1:
         body, attrs = messages[0]
-        sqs.send_message(QueueUrl=queue_url, MessageBody=text(body), MessageAttributes=attrs)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=text(body), MessageAttributes=attrs, **delay)
         return
     for start in range(0, len(messages), 10):
         entries = [
-            {"Id": str(i), "MessageBody": text(body), "MessageAttributes": attrs}
+            {"Id": str(i), "MessageBody": text(body), "MessageAttributes": attrs, **delay}
             for i, (body, attrs) in enumerate(messages[start : start + 10])
         ]
         failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed") or []

@@ -78,7 +78,12 @@ ORDER_REFUND_REFUSED = "OrderRefundRefused"
 ORDER_REFUND_UNCERTAIN = "OrderRefundUncertain"
 
 POLL_UNTRUSTED = "PollUntrusted"
-POLL_COUNTS = {name: f"Poll_{name}" for name in ("read", "changed", "expired", "failed", "stopped_early", "resent")}
+POLL_COUNTS = {
+    name: f"Poll_{name}"
+    for name in ("read", "changed", "expired", "failed", "stopped_early", "resent", "taken", "handed_on", "deferred")
+}
+POLLER_BACKING_OFF = "PollerBackingOff"  # the breaker opened, or a dispatch found it open
+POLL_WORK_REJECTED = "PollWorkRejected"  # a malformed poll-work message, dropped
 
 ORDER_EVENTS_PUBLISHED = "OrderEventsPublished"
 ORDER_EVENTS_FAILED = "OrderEventsFailed"

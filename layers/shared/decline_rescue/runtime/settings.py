@@ -167,6 +167,13 @@ class LifecycleSettings(NamedTuple):
     abandon_after_seconds: float
     queued_resend_seconds: float
     declines_queue_url: str
+    # the poll-work queue (the dispatcher puts work items on it; workers hand the rest on)
+    poll_work_queue_url: str = ""
+    # a work item's page of due orders (one index read), its time budget, and the
+    # breaker's first opening (doubled per opening in a row)
+    poll_page_size: int = 1000
+    poll_work_budget_seconds: float = 50.0
+    poll_breaker_seconds: float = 30.0
     # hosts the webhook may be signed for besides the one API Gateway served it on
     # (custom domains): WEBHOOK_HOSTS, comma-separated
     webhook_hosts: tuple[str, ...] = ()
@@ -193,6 +200,10 @@ def lifecycle() -> LifecycleSettings:
         abandon_after_seconds=_number("ABANDON_AFTER_SECONDS", 3600),
         queued_resend_seconds=_number("QUEUED_RESEND_SECONDS", 600),
         declines_queue_url=os.environ.get("DECLINES_QUEUE_URL", ""),
+        poll_work_queue_url=os.environ.get("POLL_WORK_QUEUE_URL", ""),
+        poll_page_size=min(max(1, int(_number("POLL_PAGE_SIZE", 1000))), 1000),
+        poll_work_budget_seconds=max(1.0, _number("POLL_WORK_BUDGET_SECONDS", 50.0)),
+        poll_breaker_seconds=max(1.0, _number("POLL_BREAKER_SECONDS", 30.0)),
         webhook_hosts=tuple(h.strip().lower() for h in os.environ.get("WEBHOOK_HOSTS", "").split(",") if h.strip()),
     )
 
@@ -214,6 +225,23 @@ def idempotency_ttl_seconds() -> int:
     return int(_number("IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600))
 
 
+MIN_PENDING_SHARDS = 8  # the count every stack started with: never fewer
+
+
+@lru_cache(maxsize=1)
+def pending_shards() -> int:
+    """The pending index's shard count (``PENDING_SHARDS``, the PendingShards parameter):
+    new pending orders spread over this many shards; the dispatcher reads them all. It
+    may grow (an order written under the old count stays in a shard that is still read);
+    a count below ``MIN_PENDING_SHARDS`` or not a whole number is a configuration error."""
+    raw = os.environ.get("PENDING_SHARDS", "").strip() or str(MIN_PENDING_SHARDS)
+    if not raw.isdigit() or not MIN_PENDING_SHARDS <= int(raw) <= 1024:
+        raise ConfigurationError(
+            f"PENDING_SHARDS must be a whole number from {MIN_PENDING_SHARDS} to 1024, not {raw!r}"
+        )
+    return int(raw)
+
+
 def orders_table() -> str:
     """The orders table, which every function but the capture-context one uses."""
     return _required("ORDERS_TABLE")
@@ -223,6 +251,7 @@ def reset() -> None:
     """Forget cached settings (tests change the environment between cases)."""
     cybersource.cache_clear()
     flexfactor.cache_clear()
+    pending_shards.cache_clear()
     flexfactor_secret.cache_clear()
     declines.cache_clear()
     lifecycle.cache_clear()

@@ -399,9 +399,11 @@ def request_poll(order_id: str) -> None:
     wiring.orders().schedule_poll(order_id, iso(now_utc()), count=False)
 
 
-def schedule_poll(order_id: str, next_poll_at: str, *, version: int | None = None, count: bool) -> bool:
+def schedule_poll(
+    order_id: str, next_poll_at: str, *, version: int | None = None, count: bool, seen: str | None = None
+) -> bool:
     """Move a pending order's next poll (see ``OrdersTable.schedule_poll``)."""
-    return wiring.orders().schedule_poll(order_id, next_poll_at, version=version, count=count)
+    return wiring.orders().schedule_poll(order_id, next_poll_at, version=version, count=count, seen=seen)
 
 
 def _unmatched(table, update: OrderUpdate) -> Outcome:
