@@ -1,26 +1,41 @@
-"""Decline evaluation (issue 5, item 3; issue 9): CIT latency over the FlexFactor floor,
-the AWS requests of a customer-initiated decline, MIT throughput.
+"""Decline evaluation (issue 5, item 3; issues 9 and 15): the AWS requests of a customer-initiated
+decline (the target), its latency over the FlexFactor floor (information), MIT throughput.
 
-- **CIT latency**: ``POST /declines`` through EvaluateDeclineFunction (its API Gateway
-  event ``events/evaluate_decline/post_cit.json``, the template's environment, moto server
-  and the FlexFactor emulator in their own processes), a fresh orderId, idempotencyKey and
-  card fingerprint each call (so the card's reattempt budget never stops one), versus the
-  floor: the bare FlexFactor round trip for the same evaluate (httpx, the token fetched
-  once, ``POST /v1/evaluate`` with a body made as the handler makes its own,
-  ``declines.parse(...).to_provider()``, fresh ids too). Calls alternate; the orders table
-  is renewed before each (``OrdersTable``, with the template's keys, index, stream and
-  TTL), outside the timings. Target: p99(handler) - p99(floor) <= 25 ms.
-- **AWS requests per customer-initiated decline** (issue 9): every request the function
-  sends during each measured decline, counted by operation from botocore's own event
-  hooks on every client created while the benchmark runs (``before-call``: one per API
-  call; ``before-send``: one per HTTP attempt, so a retry would show), plus the Secrets
-  Manager reads the package signs itself (no botocore: counted where they are sent).
-  Target: at most 4 in every decline (the worst one counts). The note says what was
-  measured: the operations of each decline in order and the items each transaction
-  wrote, by key kind (at the time of writing: the card's counters (Query), the claim
-  (TransactWriteItems: the order's state, its ``IDEM#<key>`` item, the history item and
-  the card's day counter, reserved), the answer (TransactWriteItems: state and history)).
-  Events are not on this path: the table's stream feeds the publisher (``bench/events.py``).
+- **AWS requests per customer-initiated decline** (the target; issues 9 and 15): every
+  request the function sends during each measured decline, counted by operation from
+  botocore's own event hooks on every client created while the benchmark runs
+  (``before-call``: one per API call; ``before-send``: one per HTTP attempt, so a retry
+  would show), plus the Secrets Manager reads the package signs itself (no botocore:
+  counted where they are sent). A count, so moto's CPU cannot blur it. Target: at most
+  ``REQUESTS_LIMIT`` = 3 in every decline (the worst one counts), the number the
+  single-writer design needs on this path:
+  1. the card's counters (``Query`` of ``CARD#<card>``, ``DAY#`` items over the widest
+     budget window): eligibility and the reservation's cap must be decided before anything
+     is written (an ineligible decline is recorded NOT_SUBMITTED with its rule, no provider
+     call), and a transaction's conditions cannot add a window's days up;
+  2. the claim (``TransactWriteItems``: the order's state at version 1 with its lease, its
+     ``IDEM#<key>`` item, the history item that becomes the claim's event on the stream,
+     the card's day counter reserved under ``n < cap``), which must be durable before
+     FlexFactor is called, so that a retry or a concurrent request with the same key or
+     card never submits twice nor past the card's budget;
+  3. the answer (``TransactWriteItems``: the state with FlexFactor's answer, which a
+     repeat is answered with, and its history item), the single writer's one conditional
+     commit of the change; it cannot ride with the claim since it follows the provider call.
+  The secret is read once per execution environment (cached ``SECRET_MAX_AGE_SECONDS``,
+  300 s: a warm decline reads none) and events come from the table's stream (none on this
+  path), so a fourth request is one too many. The note says what was measured: the
+  operations of each decline in order and the items each transaction wrote, by key kind.
+- **CIT latency** (information): ``POST /declines`` through EvaluateDeclineFunction (its
+  API Gateway event ``events/evaluate_decline/post_cit.json``, the template's environment,
+  moto server and the FlexFactor emulator in their own processes), a fresh orderId,
+  idempotencyKey and card fingerprint each call (so the card's reattempt budget never
+  stops one), versus the floor: the bare FlexFactor round trip for the same evaluate
+  (httpx, the token fetched once, ``POST /v1/evaluate`` with a body made as the handler
+  makes its own, ``declines.parse(...).to_provider()``, fresh ids too). Calls alternate;
+  the orders table is renewed before each (``OrdersTable``, with the template's keys,
+  index, stream and TTL), outside the timings. Reported: p99(handler) - p99(floor), with
+  the time spent in the decline's AWS requests against moto server (most of it: moto's
+  CPU per request, which DynamoDB does not have), so no target (issue 9's was 25 ms).
 - **MIT throughput**: N merchant-initiated declines put on the DeclinesQueue (batch sends),
   drained by one consumer: the local SQS poller (``devstack.pollers.SqsPoller.poll_once``,
   the template's batch size, partial batch failure) invoking the handler. Baseline: the
@@ -57,8 +72,9 @@ CIT_EVENT = "evaluate_decline/post_cit.json"
 FIXTURES = ROOT / "tests" / "fixtures"
 SEED_CIT = json.loads((FIXTURES / "seed_cit_corrected.json").read_text())["request"]
 SEED_MIT = json.loads((FIXTURES / "seed_mit_corrected.json").read_text())["request"]
-OVERHEAD_LIMIT_S = 0.025
-REQUESTS_LIMIT = 4  # AWS requests per customer-initiated decline (issue 9)
+# AWS requests per customer-initiated decline: the card's counters (Query), the claim and the
+# answer (TransactWriteItems each); see the module docstring
+REQUESTS_LIMIT = 3
 
 
 def cit_body() -> dict[str, Any]:
@@ -340,30 +356,35 @@ def _cit(harness: Harness, env: BenchEnv, requests: AwsRequests) -> list[Row]:
     return [
         Row(
             BENCHMARK,
-            "CIT POST /declines, p99 overhead over the FlexFactor round trip",
-            f"{overhead * 1000:.1f} ms",
-            f"{bare.p99 * 1000:.1f} ms",
-            None,
-            f"<= {OVERHEAD_LIMIT_S * 1000:.0f} ms overhead p99",
-            overhead <= OVERHEAD_LIMIT_S,
-            f"handler {handler.describe()}; floor (bare /v1/evaluate, token reused) {bare.describe()}; "
-            f"p50 overhead {(handler.median - bare.median) * 1000:.1f} ms; mean overhead {mean_overhead * 1000:.1f} "
-            f"ms, of which {in_requests * 1000:.1f} ms in the decline's {mean:g} AWS requests against moto server "
-            f"(by operation, count and mean time: {requests.describe()}); answers {statuses}; one DynamoDB GetItem "
-            f"against moto server {one.describe()}",
-        ),
-        Row(
-            BENCHMARK,
             "CIT POST /declines, AWS requests per decline (worst)",
             f"{worst} requests",
             "-",
             None,
-            f"<= {REQUESTS_LIMIT}",
+            f"<= {REQUESTS_LIMIT} (card counters, claim, answer)",
             0 < worst <= REQUESTS_LIMIT,
             f"{n} customer-initiated declines, each counted from botocore's hooks on every client the function "
             f"made (and its own signed Secrets Manager reads): {by_count} declines; mean {mean:g}, by operation "
             f"{requests.describe()}; HTTP attempts {requests.attempts / n:g} per decline (retries included); "
-            f"in order: {sequences}; transactions (items by key kind, per decline): {made}",
+            f"in order: {sequences}; transactions (items by key kind, per decline): {made}; the target is what "
+            "the single writer needs: the card's counters read before deciding, the claim (order, key, history, "
+            "reservation) durable before FlexFactor is called, the answer recorded after it; the secret is cached "
+            "(300 s) and events come from the table's stream",
+        ),
+        Row(
+            BENCHMARK,
+            "CIT POST /declines, p99 overhead over the FlexFactor round trip (information)",
+            f"{overhead * 1000:.1f} ms",
+            f"{bare.p99 * 1000:.1f} ms",
+            None,
+            "reported (no target)",
+            True,
+            f"handler {handler.describe()}; floor (bare /v1/evaluate, token reused) {bare.describe()}; "
+            f"p50 overhead {(handler.median - bare.median) * 1000:.1f} ms; mean overhead {mean_overhead * 1000:.1f} "
+            f"ms, of which {in_requests * 1000:.1f} ms in the decline's {mean:g} AWS requests against moto server "
+            f"(by operation, count and mean time: {requests.describe()}), {(mean_overhead - in_requests) * 1000:.1f} "
+            f"ms outside them; answers {statuses}; one DynamoDB GetItem against moto server "
+            f"{one.describe()}; no target: the overhead is mostly moto's CPU per request (the request count above "
+            "is the target)",
         ),
     ]
 

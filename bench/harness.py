@@ -67,12 +67,14 @@ class Harness:
         return self
 
     def _start(self) -> None:
-        moto_port, cs_port, ff_port = free_port(), free_port(), free_port()
+        moto_port, cs_port, ff_port, flex_port = free_port(), free_port(), free_port(), free_port()
         self.moto_url = f"http://127.0.0.1:{moto_port}"
         self.cybersource_url = f"http://127.0.0.1:{cs_port}"
         self.flexfactor_url = f"http://127.0.0.1:{ff_port}"
         moto = self._spawn(["-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)])
-        cs = self._spawn(["-m", "devstack.emulators.cybersource", "--port", str(cs_port)])
+        cs = self._spawn(
+            ["-m", "devstack.emulators.cybersource", "--port", str(cs_port), "--flex-port", str(flex_port)]
+        )
         ff = self._spawn(["-m", "devstack.emulators.flexfactor", "--port", str(ff_port), *self.flexfactor_args])
         _wait_http(self.moto_url + "/moto-api/", process=moto)
         _wait_http(self.cybersource_url + "/__emulator/health", process=cs)

@@ -94,6 +94,21 @@ def _unmarshal(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _native(dynamodb_json.deserialize(v)) for k, v in item.items()}
 
 
+def _index_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A pending-index item as plain values: its attributes are strings and whole numbers
+    (the index projects nothing else), read directly from DynamoDB JSON; anything else
+    goes the general way (``_unmarshal``)."""
+    out: dict[str, Any] = {}
+    for name, value in item.items():
+        if "S" in value:
+            out[name] = value["S"]
+        elif "N" in value and value["N"].lstrip("-").isdigit():
+            out[name] = int(value["N"])
+        else:
+            return _unmarshal(item)
+    return out
+
+
 def _native(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -432,7 +447,7 @@ class OrdersTable:
         if start:
             args["ExclusiveStartKey"] = start
         response = client("dynamodb").query(**args)
-        return [_unmarshal(i) for i in response.get("Items", [])], response.get("LastEvaluatedKey")
+        return [_index_item(i) for i in response.get("Items", [])], response.get("LastEvaluatedKey")
 
     def schedule_poll(
         self, order_id: str, next_poll_at: str, *, version: int | None = None, count: bool, seen: str | None = None

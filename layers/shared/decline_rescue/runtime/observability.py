@@ -19,12 +19,15 @@ dimension sets of their own, and ``provider_call`` measures provider calls with 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -136,6 +139,54 @@ def emit(
         logger.warning("metric not emitted", extra={"metrics": [v[0] for v in values], "error": type(exc).__name__})
 
 
+# EMF takes at most 100 values per metric in one record
+EMF_MAX_VALUES = 99  # Powertools prints a metric set by itself at its 100th value
+
+
+class _CallBatch:
+    """Provider calls measured while a batch is open (``batched_provider_calls``): kept by
+    (provider, operation) and printed as few EMF records, not one per call."""
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, provider: str, operation: str, elapsed_ms: float, failed: int) -> None:
+        with self.lock:
+            self.calls.setdefault((provider, operation), []).append((elapsed_ms, failed))
+
+    def flush(self) -> None:
+        with self.lock:
+            calls, self.calls = self.calls, {}
+        for (provider, operation), measured in calls.items():
+            for start in range(0, len(measured), EMF_MAX_VALUES):
+                chunk = measured[start : start + EMF_MAX_VALUES]
+                emit(
+                    [(m.PROVIDER_LATENCY, "Milliseconds", round(ms, 1)) for ms, _ in chunk]
+                    + [(m.PROVIDER_ERRORS, "Count", failed) for _, failed in chunk],
+                    {m.PROVIDER: provider, m.OPERATION: operation},
+                    rollups=[(m.PROVIDER,)],
+                )
+
+
+_batch: contextvars.ContextVar[_CallBatch | None] = contextvars.ContextVar("provider_call_batch", default=None)
+
+
+@contextlib.contextmanager
+def batched_provider_calls() -> Iterator[None]:
+    """Within: provider calls are measured as always, but printed together at the end (up
+    to 100 values per metric in one EMF record, as EMF allows) instead of one record per
+    call. The threads a caller starts with ``contextvars.copy_context()`` share the batch.
+    For work that makes many calls at once (a poll worker: one lookup per order)."""
+    batch = _CallBatch()
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+        batch.flush()
+
+
 def provider_call(provider: str, operation: str) -> Callable[[Any], Any]:
     """Decorate a provider client's method: each call's latency (``ProviderLatency``, ms,
     retries and the token it may fetch included) and ``ProviderErrors`` (1 when it ended
@@ -156,11 +207,18 @@ def provider_call(provider: str, operation: str) -> Callable[[Any], Any]:
                 raise
             finally:
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                emit(
-                    [(m.PROVIDER_LATENCY, "Milliseconds", round(elapsed_ms, 1)), (m.PROVIDER_ERRORS, "Count", failed)],
-                    {m.PROVIDER: provider, m.OPERATION: operation},
-                    rollups=[(m.PROVIDER,)],
-                )
+                batch = _batch.get()
+                if batch is not None:
+                    batch.add(provider, operation, elapsed_ms, failed)
+                else:
+                    emit(
+                        [
+                            (m.PROVIDER_LATENCY, "Milliseconds", round(elapsed_ms, 1)),
+                            (m.PROVIDER_ERRORS, "Count", failed),
+                        ],
+                        {m.PROVIDER: provider, m.OPERATION: operation},
+                        rollups=[(m.PROVIDER,)],
+                    )
 
         return measured
 

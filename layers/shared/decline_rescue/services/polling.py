@@ -55,7 +55,7 @@ from decline_rescue.providers.flexfactor import vocabulary
 from decline_rescue.runtime import metric_names as m
 from decline_rescue.runtime import settings, wiring
 from decline_rescue.runtime.deadline import within
-from decline_rescue.runtime.observability import emit, logger, metrics
+from decline_rescue.runtime.observability import batched_provider_calls, emit, logger, metrics
 from decline_rescue.services import writer
 
 # Settings (``settings.lifecycle()``): a work item's page (POLL_PAGE_SIZE, 1000: ~300 KB of
@@ -295,7 +295,8 @@ class Poller:
             hand_on([work.sibling(cursor)])  # the shard's next page, worked beside this one
             self.counts["handed_on"] += 1
         self._emit_lag(items)
-        reached = self._poll(items, budget_seconds=budget_seconds, lambda_context=lambda_context)
+        with batched_provider_calls():  # one EMF record per hundred lookups, not one each
+            reached = self._poll(items, budget_seconds=budget_seconds, lambda_context=lambda_context)
         delay = 0
         if self._failures_in_a_row >= STOP_AFTER_FAILURES:
             delay = self._open_breaker()
