@@ -86,12 +86,12 @@ EXPLAIN = {
         "cold-start fix"
     ),
     "PollOrdersFunction": (
-        "its first event reads the eight shards of the pending index (their first pages at once), "
-        "looks the due order up at FlexFactor (the secret, a token, the order: httpx and its TLS "
-        "set-up are loaded for them) and pushes the order's next poll back: a dozen requests to three "
-        "services where the floor makes one client and no request; what the CPU ratio does not "
-        "explain is waiting on those round trips. Below 1.6x would take the provider client off httpx "
-        "(botocore loads urllib3 anyway) or a tick with nothing due (one client and eight queries)"
+        "its first event is a work item whose page holds the due order: the breaker read, the "
+        "shard's index page, the order taken, looked up at FlexFactor (the secret, a token, the "
+        "order: httpx and its TLS set-up are loaded for them): half a dozen requests to three services "
+        "where the floor makes one client and no request; what the CPU ratio does not explain is "
+        "waiting on those round trips. Below 1.6x would take the provider client off httpx "
+        "(botocore loads urllib3 anyway)"
     ),
 }
 
@@ -462,10 +462,6 @@ def _no_batch_failures(answer: Any) -> None:
     assert answer == {"batchItemFailures": []}, "expected no batch item failures"
 
 
-def _polled_one(answer: Any) -> None:
-    assert isinstance(answer, dict) and answer.get("read") == 1, "expected the one due order read"
-
-
 def _api_event(sample: str, body: Any) -> dict[str, Any]:
     out = copy.deepcopy(event(sample))
     out["body"] = None if body is None else json.dumps(body)
@@ -571,7 +567,14 @@ def subjects(harness: Harness, code: Layout, runs: int) -> list[Subject]:
         order_id = next(for_polls)["orderId"]
         orders.set_next_poll(order_id, datetime.now(UTC) - timedelta(seconds=1))
         polled.append(order_id)
-        return event("poll_orders/scheduled.json")
+        # the work item the dispatcher puts on the poll-work queue for the order's shard
+        from decline_rescue.infra.orders_store import shard_of
+
+        out = event("poll_orders/sqs_work_item.json")
+        due_by = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out["Records"][0]["body"] = json.dumps({"v": 1, "shard": shard_of(order_id), "dueBy": due_by, "hops": 0})
+        out["Records"][0]["messageId"] = str(uuid.uuid4())
+        return out
 
     def update() -> dict[str, Any]:
         order = next(for_updates)
@@ -596,7 +599,7 @@ def subjects(harness: Harness, code: Layout, runs: int) -> list[Subject]:
         "EvaluateDeclineFunction": (decline, _api_status(200)),
         "OrdersApiFunction": (read_order, _api_status(200)),
         "IngestWebhookFunction": (webhook, _api_status(200)),
-        "PollOrdersFunction": (poll, _polled_one),
+        "PollOrdersFunction": (poll, _no_batch_failures),
         "ApplyOrderUpdateFunction": (update, _no_batch_failures),
     }
     out = []
@@ -772,7 +775,7 @@ def run(env: BenchEnv) -> list[Row]:
             harness.function_env(FLOOR_ENV_OF),
             floor_spec.memory,
             floor_spec.timeout,
-            lambda: event("poll_orders/scheduled.json"),
+            lambda: event("dispatch_polls/scheduled.json"),
             lambda answer: None,
         )
         floor_path = code.layer_path[-1:]  # the runtime's boto3 only

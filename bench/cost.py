@@ -76,6 +76,7 @@ FUNCTIONS = (
     "IngestWebhookFunction",
     "ApplyOrderUpdateFunction",
     "OrdersApiFunction",
+    "DispatchPollsFunction",
     "PollOrdersFunction",
     "PublishOrderEventsFunction",
 )
@@ -95,8 +96,8 @@ class Invocation:
     label: str
     seconds: float
     memory: int
-    idle: bool = False  # a scheduled poller run with nothing due: a fixed cost, not a decline's
-    polled: int = 0  # orders a poller run read
+    idle: bool = False  # the schedule's dispatch, or a work item with nothing due: a fixed cost, not a decline's
+    polled: int = 0  # orders a poll worker read
 
 
 @dataclass
@@ -226,8 +227,9 @@ class Lifecycles:
             q: self.sqs.get_queue_attributes(QueueUrl=self.ids[q], AttributeNames=["QueueArn"])["Attributes"][
                 "QueueArn"
             ]
-            for q in ("DeclinesQueue", "OrderUpdatesQueue")
+            for q in ("DeclinesQueue", "OrderUpdatesQueue", "PollWorkQueue")
         }
+        self.ticks = 0  # the schedule's ticks (each a dispatch and its work items)
         self._start_publisher()
 
     def _start_publisher(self) -> None:
@@ -389,10 +391,48 @@ class Lifecycles:
             handled += 1
 
     def poll(self, path: str) -> dict[str, Any]:
-        summary, record = self.invoke(path, "PollOrdersFunction", event("poll_orders/scheduled.json"))
-        record.idle = not summary.get("read")
-        record.polled = int(summary.get("read") or 0)
-        return summary
+        """A tick of the schedule: the dispatcher (a fixed cost), then each work item it put
+        on the poll-work queue to a worker as the queue's mapping hands them (one record
+        each); a work item whose page had nothing due is a fixed cost too."""
+        from decline_rescue.services import polling
+        from devstack.pollers import sqs_event
+
+        self.ticks += 1
+        _, dispatch = self.invoke(path, "DispatchPollsFunction", event("dispatch_polls/scheduled.json"))
+        dispatch.idle = True
+        results: list[dict[str, Any]] = []
+        original = polling.Poller._summary
+
+        def recording(poller: Any, work: Any, began: float) -> dict[str, Any]:
+            result = original(poller, work, began)
+            results.append(result)
+            return result
+
+        url = self.ids["PollWorkQueue"]
+        read = 0
+        polling.Poller._summary = recording
+        try:
+            while True:
+                label = f"{path}|esm:PollWorkQueue|{next(self._seq)}"
+                with self.meter.labelled(label):
+                    messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1).get("Messages", [])
+                if not messages:
+                    self.meter.take(label)  # the mapping's idle polling: counted with the fixed costs
+                    break
+                before = len(results)
+                answer, record = self.invoke(
+                    path, "PollOrdersFunction", sqs_event(messages, self.queue_arn["PollWorkQueue"])
+                )
+                assert answer == {"batchItemFailures": []}, answer
+                found = sum(int(r["counts"].get("read", 0)) for r in results[before:])
+                record.idle = not found
+                record.polled = found
+                read += found
+                with self.meter.labelled(label):
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        finally:
+            polling.Poller._summary = original
+        return {"read": read}
 
     def settle(self, path: str, *, seconds: float, until=None, poll: bool = True) -> bool:
         """Run the stack for ``seconds`` (compressed time) or until ``until()``: the
@@ -673,13 +713,14 @@ def run(env: BenchEnv) -> list[Row]:
 def _account(stack: Lifecycles, meter: AwsMeter, capacity: Capacity):
     """Usage per lifecycle path and for idle scheduled runs; writes per status change.
 
-    The schedule runs the poller every minute whatever the volume: an idle run (nothing
-    due) is a fixed cost. A run that finds orders due costs a lifecycle only what those
-    orders add: the items its index queries return (their read units, without the
-    per-query minimum the idle run pays), the writes and sends it makes for them, and its
-    duration beyond an idle run's."""
-    idle = [i for i in stack.invocations if i.idle]
+    The schedule ticks every minute whatever the volume: its dispatch and the work items
+    that find nothing due (one per shard) are a fixed cost. A work item that finds orders
+    due costs a lifecycle only what those orders add: the items its index query returns
+    (their read units, without the per-query minimum the idle item pays), the writes and
+    sends it makes for them, and its duration beyond an idle work item's."""
+    idle = [i for i in stack.invocations if i.idle and i.function == "PollOrdersFunction"]
     idle_seconds = sum(i.seconds for i in idle) / len(idle) if idle else 0.0
+    idle = [i for i in stack.invocations if i.idle]
     idle_labels = {i.label for i in idle}
     busy_labels = {i.label for i in stack.invocations if i.function == "PollOrdersFunction" and not i.idle}
     usage: dict[str, Usage] = defaultdict(Usage)
@@ -764,25 +805,28 @@ def _classify_write(call: Call, orders_table: str, changes, other: Counter) -> N
 
 
 def _fixed_monthly(usage: dict[str, Usage], stack: Lifecycles, prices: dict[str, Any]) -> tuple[Usage, list[str]]:
-    """What the stack costs a month whatever the volume: the schedule's poller runs (an
-    idle run as measured), the queues' event source mappings polling, the secret."""
+    """What the stack costs a month whatever the volume: the schedule's ticks (a dispatch
+    and its idle work items, as measured), the queues' event source mappings polling, the
+    secret."""
     runs_per_month = 30 * 86400 / POLL_RATE
     idle = [i for i in stack.invocations if i.idle]
     fixed = Usage()
     notes = []
-    if idle:
-        per_run = usage["idle"].scaled(1 / len(idle))
-        fixed = per_run.scaled(runs_per_month)
-        mean_ms = sum(i.seconds for i in idle) / len(idle) * 1000
+    if idle and stack.ticks:
+        per_tick = usage["idle"].scaled(1 / stack.ticks)
+        fixed = per_tick.scaled(runs_per_month)
+        workers = [i for i in idle if i.function == "PollOrdersFunction"]
+        mean_ms = sum(i.seconds for i in workers) / len(workers) * 1000 if workers else 0.0
         notes.append(
-            f"{runs_per_month:,.0f} scheduled poller runs a month, each as an idle run measured here "
-            f"({per_run.calls.get('dynamodb:Query', 0):.0f} index queries, {mean_ms:.0f} ms)"
+            f"{runs_per_month:,.0f} ticks a month, each a dispatch and its work items with nothing due as "
+            f"measured here ({per_tick.calls.get('dynamodb:Query', 0):.0f} index queries, "
+            f"{per_tick.lambda_requests:.1f} invocations; an idle work item {mean_ms:.0f} ms)"
         )
     fixed.scheduler = runs_per_month
     # Lambda's SQS pollers long-poll each queue: 5 pollers x one 20 s receive each
-    mapping_receives = 2 * 5 * (30 * 86400 / 20)
+    mapping_receives = 3 * 5 * (30 * 86400 / 20)
     fixed.sqs_requests += mapping_receives
-    notes.append(f"{mapping_receives:,.0f} idle long-poll receives a month (2 queues x 5 pollers x 20 s)")
+    notes.append(f"{mapping_receives:,.0f} idle long-poll receives a month (3 queues x 5 pollers x 20 s)")
     notes.append("the orders stream's mapping polling its shards: free (stream reads by a Lambda trigger are)")
     # each function reading the FlexFactor secret re-reads it every SECRET_MAX_AGE_SECONDS
     # (300) in each warm environment: one environment per function assumed
