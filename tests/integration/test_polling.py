@@ -404,23 +404,25 @@ def test_what_a_worker_does_not_reach_is_handed_on_and_none_starves(world):
     assert summary["unchanged"] == len(orders)
 
 
-def test_a_malformed_work_item_is_dropped_not_retried(world):
+def test_a_malformed_or_looping_work_item_is_dropped_not_retried(world, captured_logs):
     module = world.use("PollOrdersFunction")
-    for body in (
+    bodies = (
         "not json",
         json.dumps({"v": 2}),
         json.dumps({"v": 1, "shard": "X1", "dueBy": iso(now())}),
         json.dumps({"v": 1, "shard": "P1", "dueBy": "yesterday"}),
         json.dumps({"v": 1, "shard": "P1", "dueBy": iso(now()), "start": {"pk": {"N": "1"}}}),
-    ):
-        message = {
-            "MessageId": str(uuid.uuid4()),
-            "ReceiptHandle": "r",
-            "Body": body,
-            "Attributes": {},
-            "MD5OfBody": "x",
-        }
+        json.dumps({"v": 1, "shard": "P1", "dueBy": iso(now()), "hops": 10_001}),  # handed on in a loop
+    )
+    for body in bodies:
+        message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "r", "Body": body, "Attributes": {}}
+        # not a failure: SQS would only deliver it again; the next tick covers its shard
         assert invoke(module, sqs_event([message], WORK_QUEUE_ARN)) == {"batchItemFailures": []}
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines() if line.startswith('{"level"')]
+    dropped = [line for line in lines if "dropped" in line["message"]]
+    assert len(dropped) == len(bodies)
+    assert not any(line["message"] == "poll work item" for line in lines)  # no index read, no order taken
+    assert world.work() == []  # nothing handed on
 
 
 # -- claims whose request died --------------------------------------------------------

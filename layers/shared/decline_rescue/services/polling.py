@@ -65,6 +65,8 @@ from decline_rescue.services import writer
 STOP_AFTER_FAILURES = 10  # consecutive provider failures that open the breaker
 RESERVE_SECONDS = 3.0  # left at the end of a work item for the last sends and writes
 BREAKER_MAX_SECONDS = 900  # SQS's longest delay
+STALLED_DELAY_SECONDS = 5  # a rest handed on by a worker that reached no order waits this long
+MAX_HOPS = 10_000  # a work item handed on more often than this is dropped (a loop, never a backlog)
 ABANDON_LEASE_SECONDS = 300  # a given-up claim's lease while it is cancelled and closed (the close is queued)
 
 
@@ -308,6 +310,8 @@ class Poller:
         elif self._succeeded and (self._breaker_opens or int((breaker or {}).get("failures") or 0)):
             self.table.close_poll_breaker()  # FlexFactor answers: the count starts again
         if reached < len(items):
+            if not reached:  # no time for even one order (a nearly spent budget): not at once again
+                delay = max(delay, STALLED_DELAY_SECONDS)
             hand_on([work.rest(str(items[-1]["nextPollAt"]))], delay_seconds=delay)
             self.counts["handed_on"] += 1
         return self._summary(work, started)
@@ -508,6 +512,10 @@ def handle_work(body: str, *, lambda_context: Any = None, budget_seconds: float 
     except (ValueError, TypeError, RecursionError) as exc:
         metrics.add_metric(name=m.POLL_WORK_REJECTED, unit="Count", value=1)
         logger.error("malformed poll work item dropped", extra={"why": str(exc)[:200]})
+        return {"counts": {"rejected": 1}}
+    if work.hops > MAX_HOPS:  # (1000 orders a page: ten million due orders in one shard)
+        metrics.add_metric(name=m.POLL_WORK_REJECTED, unit="Count", value=1)
+        logger.error("poll work item handed on too often: dropped", extra={"shard": work.shard, "hops": work.hops})
         return {"counts": {"rejected": 1}}
     poller = Poller()
     budget = poller.cfg.poll_work_budget_seconds if budget_seconds is None else budget_seconds
