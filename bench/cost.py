@@ -62,7 +62,7 @@ import httpx
 from bench.core import ROOT, BenchEnv, Row
 from bench.harness import WEBHOOK_KEY, Harness, event
 from bench.meter import AwsMeter, Call, item_size, read_units, write_units
-from bench.polling import cit_body, mit_body
+from bench.polling import cit_body, mit_body, work_summaries
 
 NAME = "cost"
 PRICES = ROOT / "bench" / "prices.json"
@@ -394,24 +394,14 @@ class Lifecycles:
         """A tick of the schedule: the dispatcher (a fixed cost), then each work item it put
         on the poll-work queue to a worker as the queue's mapping hands them (one record
         each); a work item whose page had nothing due is a fixed cost too."""
-        from decline_rescue.services import polling
         from devstack.pollers import sqs_event
 
         self.ticks += 1
         _, dispatch = self.invoke(path, "DispatchPollsFunction", event("dispatch_polls/scheduled.json"))
         dispatch.idle = True
-        results: list[dict[str, Any]] = []
-        original = polling.Poller._summary
-
-        def recording(poller: Any, work: Any, began: float) -> dict[str, Any]:
-            result = original(poller, work, began)
-            results.append(result)
-            return result
-
         url = self.ids["PollWorkQueue"]
         read = 0
-        polling.Poller._summary = recording
-        try:
+        with work_summaries() as results:
             while True:
                 label = f"{path}|esm:PollWorkQueue|{next(self._seq)}"
                 with self.meter.labelled(label):
@@ -430,8 +420,6 @@ class Lifecycles:
                 read += found
                 with self.meter.labelled(label):
                     self.sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
-        finally:
-            polling.Poller._summary = original
         return {"read": read}
 
     def settle(self, path: str, *, seconds: float, until=None, poll: bool = True) -> bool:

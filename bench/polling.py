@@ -292,16 +292,6 @@ class World:
             events.register("before-call", before)
             events.register("after-call", after)
         sqs = self.h.client("sqs")
-        from decline_rescue.services import polling
-
-        # the worker's answer to SQS is the batch response; what it did is its summary
-        results: list[dict[str, Any]] = []
-        original = polling.Poller._summary
-
-        def recording(poller: Any, work_item: Any, began: float) -> dict[str, Any]:
-            result = original(poller, work_item, began)
-            results.append(result)
-            return result
 
         def worker(message: dict[str, Any]) -> None:
             context = LambdaContext(spec.name, spec.memory, spec.timeout)
@@ -312,19 +302,15 @@ class World:
         asked_before = self.asked()
         cpu_before = self.cpu()
         started = time.perf_counter()
-        polling.Poller._summary = recording
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the functions' EMF metrics lines
-                dispatched = dispatcher.lambda_handler(event("dispatch_polls/scheduled.json"), self.h.context())
-                assert dispatched["dispatched"] == 8, dispatched
-                with ThreadPoolExecutor(workers) as pool:
-                    while True:
-                        messages = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10).get("Messages", [])
-                        if not messages:
-                            break
-                        list(pool.map(_in_context(worker), messages))
-        finally:
-            polling.Poller._summary = original
+        with work_summaries() as results, contextlib.redirect_stdout(io.StringIO()):  # (the EMF lines)
+            dispatched = dispatcher.lambda_handler(event("dispatch_polls/scheduled.json"), self.h.context())
+            assert dispatched["dispatched"] == 8, dispatched
+            with ThreadPoolExecutor(workers) as pool:
+                while True:
+                    messages = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10).get("Messages", [])
+                    if not messages:
+                        break
+                    list(pool.map(_in_context(worker), messages))
         summary: dict[str, int] = {}
         for result in results:
             for key, value in result["counts"].items():
@@ -392,6 +378,27 @@ class World:
         poller's own work: the functions run here)."""
         pids = {"moto": self.h.processes[0].pid, "emulator": self.h.processes[2].pid, "poller": os.getpid()}
         return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+
+
+@contextlib.contextmanager
+def work_summaries():
+    """The summaries of the work items poll workers reconcile meanwhile, in a list (a
+    worker answers SQS with its batch response; what it did is its summary)."""
+    from decline_rescue.services import polling
+
+    results: list[dict[str, Any]] = []
+    original = polling.Poller._summary
+
+    def recording(poller: Any, work_item: Any, began: float) -> dict[str, Any]:
+        result = original(poller, work_item, began)
+        results.append(result)
+        return result
+
+    polling.Poller._summary = recording
+    try:
+        yield results
+    finally:
+        polling.Poller._summary = original
 
 
 def _in_context(function: Any) -> Any:
