@@ -57,7 +57,25 @@ DEFAULT_API_KEY = "local-api-key-decline-rescue-0001"
 REGION = "us-east-1"
 
 
+# Ports for servers started later (ephemeral stacks, tests, benchmarks), drawn below the
+# kernel's ephemeral range (32768-60999 on Linux): a port the kernel picked for us is free
+# now, but it is also what it hands out for outgoing connections, and a busy machine (a
+# werkzeug server closes every connection) can take it before the server binds it.
+_SERVER_PORTS = (20000, 32000)
+
+
 def free_port() -> int:
+    """A port nothing listens on, for a server to bind shortly."""
+    import random
+
+    for _ in range(50):
+        port = random.randrange(*_SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
