@@ -1,6 +1,7 @@
 # decline-rescue: every target sets up what it needs (virtualenvs, dependencies) itself.
 #   make demo    - the main job on the local stack, end to end, with a summary
-#   make test    - lint (ruff, sam validate --lint), the test suite, sam build
+#   make test    - lint (ruff, sam validate --lint), the test suite, a mutation smoke, sam build
+#   make mutation - mutation testing of card data, webhooks, contract, writer, eligibility (tests/mutation/results.md; under an hour)
 #   make local   - the local stack in the foreground until Ctrl-C (the sample checkout: http://127.0.0.1:8083/)
 #   make browser - the browser tests alone: the sample checkout in headless Chromium (tests/browser)
 #   make chaos   - the local stack on its worst day, then an audit (ARGS="--orders 300 --kill 0.05 ...")
@@ -14,7 +15,7 @@ SDK_VENV := .venv-sdk
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv demo test lint pytest unit browser build validate local bench chaos clean deploy-check fuzz
+.PHONY: help venv demo test lint pytest unit browser build validate local bench chaos clean deploy-check fuzz mutation mutation-smoke
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -80,7 +81,15 @@ validate: lint
 
 # the suite runs the fuzz too (tests/integration/test_fuzz_api.py: 25 examples per operation
 # and phase, a fixed seed, a couple of minutes); `make fuzz` runs it longer with a new seed
-test: lint pytest build
+test: lint pytest mutation-smoke build
+
+# the full run (ARGS="--modules carddata,webhooks --workers 2 ..."); the smoke: a fixed,
+# seeded sample of card-data and webhook mutants, failing when one survives
+mutation: $(BIN)/.installed
+	$(BIN)/python -m tests.mutation.run $(ARGS)
+
+mutation-smoke: $(BIN)/.installed
+	$(BIN)/python -m tests.mutation.run --smoke
 
 FUZZ_MAX_EXAMPLES ?= 150
 FUZZ_SEED ?= $(shell date +%s)

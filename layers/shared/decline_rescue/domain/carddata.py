@@ -326,7 +326,12 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            name = redact_text(key) if isinstance(key, str) else redact(key, _depth + 1)
+            if isinstance(key, str):
+                name = redact_text(key)
+            elif isinstance(key, (tuple, frozenset)):  # (redacted as a list it would be no key)
+                name = redact_text(str(key))
+            else:
+                name = redact(key, _depth + 1)
             if isinstance(key, str) and (names_cvv(key) or names_card_number(key)) and not is_empty(item):
                 out[name] = REDACTED
             else:

@@ -85,10 +85,19 @@ def to_update(payload: Any, nonce: str) -> OrderUpdate | None:
         reason = {"eventData": redact(payload.get("EventData"))} if payload.get("EventData") else None
         if reason and len(json.dumps(reason)) > 2048:
             reason = None
-        key = f"{kind}#{stamp or confirmation or nonce}"
+        key = f"{kind}#{stamp or confirmation or _content_key(payload)}"
         return OrderUpdate(**common, event=kind, eventKey=key[:300], reason=reason)
     # challenge outcomes and events we do not know: only a reason to look at the order
     return OrderUpdate(**common, checkOnly=True)
+
+
+def _content_key(payload: dict[str, Any]) -> str:
+    """What tells an event apart when FlexFactor sends neither ``TimeStamp`` nor
+    ``ConfirmationId``: a digest of what the event says (never the nonce, which is new on
+    every resend, so a resent chargeback would be recorded twice). Card data is redacted
+    first: a hash of a card number could be reversed."""
+    said = redact({k: payload.get(k) for k in ("Event", "OrderId", "ExternalOrderId", "EventData")})
+    return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 # -- the whole intake -----------------------------------------------------------------
