@@ -304,3 +304,19 @@ class EventPublisher:
 @pytest.fixture(scope="session")
 def event_publisher(stack: Stack, moto_url: str) -> EventPublisher:
     return EventPublisher(stack, moto_url)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (the system's, driven by Playwright): the
+    sample checkout's tests (tests/browser) and the Microform library's share it, as
+    Playwright's sync API runs one driver per thread. Tests that need it decide first
+    whether Chromium is there (skipped with a warning, failed in CI)."""
+    from playwright.sync_api import sync_playwright
+
+    from examples.checkout.smoke import find_chromium, launch
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright, find_chromium())
+        yield chromium
+        chromium.close()

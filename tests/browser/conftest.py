@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from examples.checkout.smoke import find_chromium, launch, missing_reason
+from examples.checkout.smoke import missing_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -62,14 +62,8 @@ def local_stack(tmp_path_factory) -> Iterator[Any]:
         yield stack
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright, find_chromium())
-        yield chromium
-        chromium.close()
+# (the browser itself is the session's one, tests/conftest.py: Playwright's sync API runs
+# one driver per thread, which the Microform library's own browser tests share)
 
 
 @dataclass

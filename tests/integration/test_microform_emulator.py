@@ -430,9 +430,10 @@ def _page_app(pages: dict[str, str]):
 
 
 @pytest.fixture(scope="module")
-def browser_stack() -> Iterator[dict[str, Any]]:
-    """Its own emulator (its Flex origin can be stopped), two page origins and Chromium."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+def browser_stack(request) -> Iterator[dict[str, Any]]:
+    """Its own emulator (its Flex origin can be stopped), two page origins and Chromium
+    (the session's one: ``browser`` in tests/conftest.py)."""
+    pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"Chromium is required in CI ({CHROMIUM} is missing)")
@@ -444,8 +445,7 @@ def browser_stack() -> Iterator[dict[str, Any]]:
     pages: dict[str, str] = {}
     shop = ServerThread(_page_app(pages)).start()
     elsewhere = ServerThread(_page_app(pages)).start()
-    playwright = sync_api.sync_playwright().start()
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    browser = request.getfixturevalue("browser")
     try:
         yield {
             "emulator": emulator,
@@ -457,8 +457,6 @@ def browser_stack() -> Iterator[dict[str, Any]]:
             "flex": flex,
         }
     finally:
-        browser.close()
-        playwright.stop()
         for server in (elsewhere, shop, rest, flex):
             server.stop()
 
