@@ -334,13 +334,16 @@ class Canned:
 
 
 # the recorded token answer, its expiry (ms since the epoch) moved ten minutes from now
-TOKEN_OK = (
-    200,
-    {
-        **fixture("flexcharge_sandbox_token_success")["response"]["body"],
-        "expires": int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * 1000),
-    },
-)
+def token_ok() -> tuple[int, dict]:
+    """The sandbox's token answer, expiring ten minutes from now (when the test runs, not
+    when the module was collected: a long session would hand the client a stale token)."""
+    return (
+        200,
+        {
+            **fixture("flexcharge_sandbox_token_success")["response"]["body"],
+            "expires": int((datetime.now(UTC) + timedelta(minutes=10)).timestamp() * 1000),
+        },
+    )
 
 
 @pytest.fixture
@@ -366,7 +369,9 @@ def canned():
 
 def test_the_recorded_token_and_evaluate_answers_are_read(canned):
     recorded = fixture("flexcharge_sandbox_cit_challenge")
-    client, server, _ = canned({"/v1/oauth2/token": [TOKEN_OK], "/v1/evaluate": [(200, recorded["response"]["body"])]})
+    client, server, _ = canned(
+        {"/v1/oauth2/token": [token_ok()], "/v1/evaluate": [(200, recorded["response"]["body"])]}
+    )
     answer = client.evaluate(recorded["request"]["body"])
     assert (answer.status, answer.order_session_key) == ("CHALLENGE", recorded["response"]["body"]["orderSessionKey"])
     assert answer.sense_key is None
@@ -385,7 +390,7 @@ def test_the_recorded_token_and_evaluate_answers_are_read(canned):
 def test_every_400_shape_becomes_field_by_field_errors(canned, shape):
     data = fixture(shape)
     body = data["response"]["body"] if "response" in data else data["body"]
-    client, _, _ = canned({"/v1/oauth2/token": [TOKEN_OK], "/v1/evaluate": [(400, body)]})
+    client, _, _ = canned({"/v1/oauth2/token": [token_ok()], "/v1/evaluate": [(400, body)]})
     with pytest.raises(ProviderValidationFailed) as caught:
         client.evaluate({"orderId": "x"})
     fields = {p.field for p in caught.value.problems}
@@ -406,7 +411,7 @@ def test_a_400_from_the_token_endpoint_is_an_authentication_failure_after_one_re
 
 def test_a_refund_refused_with_flexfactors_shape_is_a_failure_with_its_message(canned):
     failed = fixture("flexcharge_sandbox_refund_failed_2001")["response"]["body"]
-    client, server, _ = canned({"/v1/oauth2/token": [TOKEN_OK], "/v1/orders/abc/refund": [(200, failed)]})
+    client, server, _ = canned({"/v1/oauth2/token": [token_ok()], "/v1/orders/abc/refund": [(200, failed)]})
     answer = client.refund(order_session_key="abc", amount="1.00")
     assert not answer.ok and answer.http_status == 200
     assert answer.message.startswith("Amount to refund (1.00) is greater than maximum refund amount")
@@ -416,7 +421,7 @@ def test_a_refund_refused_with_flexfactors_shape_is_a_failure_with_its_message(c
 def test_a_capture_answering_200_failed_is_a_failure_and_a_cancel_answering_an_empty_object_a_success(canned):
     client, _, _ = canned(
         {
-            "/v1/oauth2/token": [TOKEN_OK],
+            "/v1/oauth2/token": [token_ok()],
             "/v1/capture": [(200, {"status": "FAILED", "success": False, "errors": [{"key": "", "error": "nope"}]})],
             "/v1/orders/abc/cancel": [(200, {})],
             "/v1/orders/ord-1/external-cancel": [(200, {})],
