@@ -583,6 +583,34 @@ def test_a_queued_decline_past_its_expiry_is_closed_not_sent_again(world):
     world.sqs.delete_queue(QueueUrl=queue)
 
 
+def test_a_queued_decline_past_its_expiry_is_not_closed_while_the_consumer_holds_its_lease(world):
+    from tests.integration.test_declines import mit
+
+    # Given an MIT QUEUED past its expiry and grace, whose message the declines consumer is
+    # working on right now (its lease taken: FlexFactor may be being asked)
+    queue = world.sqs.create_queue(QueueName=f"declines-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    body = mit()
+    evaluate = world.use("EvaluateDeclineFunction", DECLINES_QUEUE_URL=queue + "-missing")
+    assert invoke(evaluate, api_event("evaluate_decline/post_cit.json", body))["statusCode"] == 503
+    world.make_due(body["orderId"], expiryDateUtc=iso(now() - timedelta(hours=2)))
+    lease = int((now() + timedelta(seconds=30)).timestamp() * 1000)
+    world.make_due(body["orderId"], leaseUntil=lease)
+
+    # When the poller comes to it, it leaves it to the lease's holder
+    summary = world.poll(DECLINES_QUEUE_URL=queue)
+    assert summary.get("expired", 0) == 0 and summary["claim_waiting"] == 1, summary
+    assert world.updates() == []
+    assert world.state(body["orderId"])["status"] == "QUEUED"
+
+    # and once the lease has lapsed, it takes the lease itself and closes it
+    world.make_due(body["orderId"], leaseUntil=int((now() - timedelta(seconds=1)).timestamp() * 1000))
+    assert world.poll(DECLINES_QUEUE_URL=queue)["expired"] == 1
+    (update,) = [json.loads(m["Body"]) for m in world.updates()]
+    assert update["status"] == "NOT_SUBMITTED"
+    assert int(world.state(body["orderId"])["leaseUntil"]) > int(now().timestamp() * 1000)
+    world.sqs.delete_queue(QueueUrl=queue)
+
+
 def test_a_dead_claim_flexfactor_has_but_does_not_list_is_cancelled_by_our_order_id(world):
     from decline_rescue.runtime.wiring import flexfactor
 

@@ -175,6 +175,13 @@ class Poller:
         if state.get("status") != st.QUEUED or not message:
             return Plan([], self.next_poll(item), "unchanged")
         if self.closing(item):  # FlexFactor could no longer retry it: it is never sent
+            # under the order's lease, as a given-up claim: the declines consumer may be at
+            # work on it right now (its lease taken, FlexFactor asked); closing it then would
+            # say NOT_SUBMITTED of an order FlexFactor has. Whoever holds the lease decides.
+            until_ms = int((time.time() + ABANDON_LEASE_SECONDS) * 1000)
+            version = int(state.get("version") or item["version"])
+            if not self.table.take_lease(item["orderId"], version=version, status=st.QUEUED, until_ms=until_ms):
+                return Plan([], self.next_poll(item), "claim_waiting")
             reason = {"rule": "expired", "detail": "still queued when its expiry and grace had passed"}
             return Plan([self._update(item, status=st.NOT_SUBMITTED, reason=reason)], outcome="expired")
         sqs.send(self.cfg.require("declines_queue_url"), [(message, sqs.attributes(orderId=item["orderId"]))])
